@@ -1,7 +1,9 @@
-# fleethub_add_library(<name> SOURCES ... DEPS ...): one static library per layer.
+# fleethub_add_library(<name> DEPS ... [PRIVATE_DEPS ...]): one static library per layer, made of every
+# *.cpp below the calling folder (files are named after their main type, so the folder is the list).
 function(fleethub_add_library name)
-  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS;PRIVATE_DEPS" ${ARGN})
-  add_library(${name} STATIC ${ARG_SOURCES})
+  cmake_parse_arguments(ARG "" "" "DEPS;PRIVATE_DEPS" ${ARGN})
+  file(GLOB_RECURSE srcs CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/*.cpp)
+  add_library(${name} STATIC ${srcs})
   target_include_directories(${name} PUBLIC ${PROJECT_SOURCE_DIR}/cpp)
   target_link_libraries(${name} PUBLIC ${ARG_DEPS} PRIVATE ${ARG_PRIVATE_DEPS})
   fleethub_apply_warnings(${name})
