@@ -16,6 +16,7 @@ struct sas_token {
   std::string resource;    // percent-decoded sr
   std::string signature;   // percent-decoded base64 signature
   std::int64_t expiry = 0; // unix seconds
+  std::string expiry_text; // se exactly as received (signed verbatim); empty means std::to_string(expiry)
   std::string key_name;    // skn; empty when absent or empty
 };
 

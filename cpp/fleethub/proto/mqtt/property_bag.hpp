@@ -1,6 +1,6 @@
 // IoT Hub MQTT property bags (wire-protocol.md §1.5): the `k1=v1&k2=v2` tail of a telemetry or C2D topic.
 // Parsing is lenient (csdk sends raw values; pydev and nodedev encode `$` as %24); encoding is exact
-// (system keys as `%24.mid`, values percent-encoded, null values as a bare key). Pure functions.
+// (system keys as `%24.mid`, values percent-encoded, empty values as `key=`). Pure functions.
 #pragma once
 #include <optional>
 #include <string>
@@ -29,7 +29,9 @@ result<parsed_bag> parse_property_bag(std::string_view bag, const bag_limits& li
 // Encodes system + app properties for a device-bound topic. System keys use IoT Hub's short names
 // (message-id -> %24.mid, correlation-id -> %24.cid, user-id -> %24.uid, content-type -> %24.ct,
 // content-encoding -> %24.ce, absolute-expiry-time -> %24.exp, to -> %24.to); unknown system
-// properties are written under their own names. `nullopt` values are written as a bare key.
+// properties are written under their own names (iothub-connection-device-id / -module-id as %24.cdid /
+// %24.cmid, which csdk recognises). Keys and values are percent-encoded (upper hex). Property values are
+// never null, so an empty value is written as `key=` (never as a bare key).
 std::string encode_property_bag(const property_list& system_properties, const property_list& app_properties);
 
 // Maps a short bag key without the "$." prefix ("mid", "ct", ...) to its sysprop name, or nullopt.

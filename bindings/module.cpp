@@ -1,0 +1,358 @@
+// fleethub._core: the C++ hub as a Python extension. Long calls release the GIL; C++ threads never call
+// Python (log records are queued and pulled by a Python thread in batches).
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+
+#include "errors.hpp"
+#include "fleethub/app/hub_server.hpp"
+#include "fleethub/core/message_codec.hpp"
+#include "fleethub/hub/sas.hpp"
+
+namespace py = pybind11;
+using namespace fleethub;
+
+namespace {
+
+// Log records from any C++ thread, drained by Python in batches (the GIL is taken once per batch).
+class log_queue {
+ public:
+  void push(log_record&& r) {
+    {
+      std::lock_guard lk(mu_);
+      if (q_.size() >= max_) {
+        q_.pop_front();  // never block an I/O thread on a slow log consumer
+        ++dropped_;
+      }
+      q_.push_back(std::move(r));
+    }
+    cv_.notify_one();
+  }
+  std::vector<log_record> pop_all(int timeout_ms) {
+    std::unique_lock lk(mu_);
+    cv_.wait_for(lk, std::chrono::milliseconds(timeout_ms), [&] { return !q_.empty() || closed_; });
+    std::vector<log_record> out(std::make_move_iterator(q_.begin()), std::make_move_iterator(q_.end()));
+    q_.clear();
+    return out;
+  }
+  void close() {
+    {
+      std::lock_guard lk(mu_);
+      closed_ = true;
+    }
+    cv_.notify_all();
+  }
+  std::uint64_t dropped() const {
+    std::lock_guard lk(mu_);
+    return dropped_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<log_record> q_;
+  std::size_t max_ = 100000;
+  std::uint64_t dropped_ = 0;
+  bool closed_ = false;
+};
+
+py::dict device_to_dict(const hub::device_record& d, const hub::engine::connection_info& ci) {
+  py::dict o;
+  o["device_id"] = d.device_id;
+  o["module_id"] = d.module_id;
+  o["generation_id"] = d.generation_id;
+  o["etag"] = d.etag;
+  o["enabled"] = d.enabled;
+  o["status_reason"] = d.status_reason;
+  o["status_updated_ms"] = d.status_updated_ms;
+  o["created_ms"] = d.created_ms;
+  o["auth_type"] = std::string(hub::to_string(d.auth));
+  o["primary_key"] = d.primary_key;
+  o["secondary_key"] = d.secondary_key;
+  o["primary_thumbprint"] = d.primary_thumbprint;
+  o["secondary_thumbprint"] = d.secondary_thumbprint;
+  o["iot_edge"] = d.iot_edge;
+  o["managed_by"] = d.managed_by;
+  o["connected"] = ci.connected;
+  o["connection_state_updated_ms"] = ci.updated_ms;
+  return o;
+}
+
+hub::device_spec spec_from_kwargs(const std::string& device_id, const std::string& module_id, py::dict kw) {
+  hub::device_spec s;
+  s.device_id = device_id;
+  s.module_id = module_id;
+  auto opt_str = [&](const char* k, std::optional<std::string>& out) {
+    if (kw.contains(k) && !kw[k].is_none()) out = kw[k].cast<std::string>();
+  };
+  auto opt_bool = [&](const char* k, std::optional<bool>& out) {
+    if (kw.contains(k) && !kw[k].is_none()) out = kw[k].cast<bool>();
+  };
+  opt_bool("enabled", s.enabled);
+  opt_str("status_reason", s.status_reason);
+  opt_str("primary_key", s.primary_key);
+  opt_str("secondary_key", s.secondary_key);
+  opt_str("primary_thumbprint", s.primary_thumbprint);
+  opt_str("secondary_thumbprint", s.secondary_thumbprint);
+  opt_bool("iot_edge", s.iot_edge);
+  opt_str("managed_by", s.managed_by);
+  if (kw.contains("auth_type") && !kw["auth_type"].is_none()) {
+    auto a = hub::auth_type_from_string(kw["auth_type"].cast<std::string>());
+    if (!a) bindings::raise(make_error(errc::invalid_argument,
+                                       "auth_type must be one of 'sas', 'selfSigned', 'certificateAuthority', 'none'"));
+    s.auth = *a;
+  }
+  return s;
+}
+
+py::tuple event_to_tuple(const store::event_record& e) {
+  auto m = decode_message(e.record);
+  if (!m) bindings::raise(m.err());
+  py::list sys, app;
+  for (auto& p : m->system_properties) sys.append(py::make_tuple(p.key, p.value));
+  for (auto& p : m->app_properties) app.append(py::make_tuple(p.key, p.value));
+  return py::make_tuple(e.partition, e.sequence_number, m->device_id, m->module_id, m->enqueued_time_ms,
+                        py::bytes(reinterpret_cast<const char*>(m->body.data()), m->body.size()), sys, app);
+}
+
+struct py_hub {
+  std::unique_ptr<app::hub_server> server;
+  std::shared_ptr<log_queue> logs = std::make_shared<log_queue>();
+
+  app::hub_server& s() {
+    if (!server) bindings::raise(make_error(errc::unavailable, "the hub is closed; create a new fleethub.Hub"));
+    return *server;
+  }
+};
+
+app::hub_config config_from_dict(py::dict d, std::shared_ptr<log_queue> logs) {
+  app::hub_config c;
+  auto get = [&](const char* k) -> py::object { return d.contains(k) ? py::object(d[k]) : py::object(py::none()); };
+  if (auto v = get("data_dir"); !v.is_none()) c.data_dir = py::str(v);
+  if (auto v = get("hostname"); !v.is_none()) c.hostname = v.cast<std::string>();
+  if (auto v = get("bind_address"); !v.is_none()) c.bind_address = v.cast<std::string>();
+  if (d.contains("mqtt_tls_port")) {
+    auto v = get("mqtt_tls_port");
+    c.mqtt_tls_port = v.is_none() ? std::nullopt : std::optional<std::uint16_t>(v.cast<std::uint16_t>());
+  }
+  if (d.contains("mqtt_plain_port")) {
+    auto v = get("mqtt_plain_port");
+    c.mqtt_plain_port = v.is_none() ? std::nullopt : std::optional<std::uint16_t>(v.cast<std::uint16_t>());
+  }
+  if (auto v = get("tls_cert"); !v.is_none()) c.tls_cert = py::str(v);
+  if (auto v = get("tls_key"); !v.is_none()) c.tls_key = py::str(v);
+  if (auto v = get("durable"); !v.is_none()) c.durable = v.cast<bool>();
+  if (auto v = get("partitions"); !v.is_none()) c.partitions = v.cast<std::uint32_t>();
+  if (auto v = get("io_threads"); !v.is_none()) c.io_threads = v.cast<std::size_t>();
+  if (auto v = get("map_size"); !v.is_none()) c.map_size = v.cast<std::uint64_t>();
+  if (auto v = get("retention_s"); !v.is_none()) c.retention = std::chrono::seconds(v.cast<std::int64_t>());
+  if (auto v = get("retention_bytes"); !v.is_none()) c.retention_bytes = v.cast<std::uint64_t>();
+  if (auto v = get("max_message_size"); !v.is_none()) c.max_message_size = v.cast<std::size_t>();
+  if (auto v = get("log_level"); !v.is_none()) c.min_level = static_cast<log_level>(v.cast<int>());
+  c.sink = [logs](log_record&& r) { logs->push(std::move(r)); };
+  return c;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "fleethub C++ core (private: use the fleethub package)";
+  m.attr("__version__") = FLEETHUB_VERSION;
+
+  py::class_<py_hub>(m, "HubServer")
+      .def(py::init([](py::dict cfg) {
+             auto h = std::make_unique<py_hub>();
+             auto c = config_from_dict(cfg, h->logs);
+             result<std::unique_ptr<app::hub_server>> r = [&] {
+               py::gil_scoped_release nogil;
+               return app::hub_server::open(std::move(c));
+             }();
+             h->server = bindings::unwrap(std::move(r));
+             return h;
+           }),
+           py::arg("config"))
+      .def("start",
+           [](py_hub& h) {
+             auto& s = h.s();
+             result<void> r = [&] {
+               py::gil_scoped_release nogil;
+               return s.start();
+             }();
+             bindings::unwrap(std::move(r));
+           })
+      .def("stop",
+           [](py_hub& h) {
+             if (!h.server) return;
+             py::gil_scoped_release nogil;
+             h.server->stop();
+           })
+      .def("close",
+           [](py_hub& h) {
+             {
+               py::gil_scoped_release nogil;
+               h.server.reset();  // stops, drains the store's writer, closes LMDB
+             }
+             h.logs->close();
+           })
+      .def_property_readonly("running", [](py_hub& h) { return h.server && h.server->running(); })
+      .def_property_readonly("closed", [](py_hub& h) { return !h.server; })
+      .def("ports",
+           [](py_hub& h) {
+             auto p = h.s().ports();
+             py::dict d;
+             d["mqtts"] = p.mqtt_tls ? py::object(py::int_(*p.mqtt_tls)) : py::object(py::none());
+             d["mqtt"] = p.mqtt_plain ? py::object(py::int_(*p.mqtt_plain)) : py::object(py::none());
+             return d;
+           })
+      .def_property_readonly("ca_cert_path", [](py_hub& h) { return h.s().ca_cert_path(); })
+      .def_property_readonly("hostname", [](py_hub& h) { return h.s().config().hostname; })
+      .def("poll_logs",
+           [](py_hub& h, int timeout_ms) {
+             std::vector<log_record> recs;
+             {
+               py::gil_scoped_release nogil;
+               recs = h.logs->pop_all(timeout_ms);
+             }
+             py::list out;
+             for (auto& r : recs) {
+               py::dict f;
+               for (auto& [k, v] : r.fields) f[py::str(k)] = v;
+               out.append(py::make_tuple(static_cast<int>(r.level), r.component, r.event, r.message, f));
+             }
+             return out;
+           },
+           py::arg("timeout_ms"))
+      .def_property_readonly("logs_dropped", [](py_hub& h) { return h.logs->dropped(); })
+      // ---- registry ----
+      .def("device_create",
+           [](py_hub& h, const std::string& id, const std::string& module, py::dict kw) {
+             auto& s = h.s();
+             auto spec = spec_from_kwargs(id, module, kw);
+             result<hub::device_record> r = [&] {
+               py::gil_scoped_release nogil;
+               return s.registry().create(spec);
+             }();
+             auto d = bindings::unwrap(std::move(r));
+             return device_to_dict(d, s.engine().connection_state(d.device_id, d.module_id));
+           })
+      .def("device_update",
+           [](py_hub& h, const std::string& id, const std::string& module, py::dict kw, const std::string& if_match) {
+             auto& s = h.s();
+             auto spec = spec_from_kwargs(id, module, kw);
+             result<hub::device_record> r = [&] {
+               py::gil_scoped_release nogil;
+               return s.registry().update(spec, if_match);
+             }();
+             auto d = bindings::unwrap(std::move(r));
+             return device_to_dict(d, s.engine().connection_state(d.device_id, d.module_id));
+           })
+      .def("device_get",
+           [](py_hub& h, const std::string& id, const std::string& module) {
+             auto& s = h.s();
+             auto d = bindings::unwrap(s.registry().get(id, module));
+             return device_to_dict(d, s.engine().connection_state(d.device_id, d.module_id));
+           })
+      .def("device_delete",
+           [](py_hub& h, const std::string& id, const std::string& module, const std::string& if_match) {
+             auto& s = h.s();
+             result<void> r = [&] {
+               py::gil_scoped_release nogil;
+               return s.registry().remove(id, module, if_match);
+             }();
+             bindings::unwrap(std::move(r));
+           })
+      .def("device_list",
+           [](py_hub& h, const std::string& after, std::size_t limit) {
+             auto& s = h.s();
+             auto rows = bindings::unwrap(s.registry().list(after, limit));
+             py::list out;
+             for (auto& d : rows) out.append(device_to_dict(d, s.engine().connection_state(d.device_id)));
+             return out;
+           })
+      .def("module_list",
+           [](py_hub& h, const std::string& id) {
+             auto& s = h.s();
+             auto rows = bindings::unwrap(s.registry().list_modules(id));
+             py::list out;
+             for (auto& d : rows) out.append(device_to_dict(d, s.engine().connection_state(d.device_id, d.module_id)));
+             return out;
+           })
+      .def("device_stats",
+           [](py_hub& h) {
+             auto st = bindings::unwrap(h.s().registry().stats());
+             py::dict d;
+             d["total"] = st.total;
+             d["enabled"] = st.enabled;
+             d["disabled"] = st.disabled;
+             d["connected"] = h.s().engine().connected_count();
+             return d;
+           })
+      .def("policy_list",
+           [](py_hub& h) {
+             auto rows = bindings::unwrap(h.s().registry().list_policies());
+             py::list out;
+             for (auto& p : rows)
+               out.append(py::make_tuple(p.name, hub::rights_to_string(p.rights), p.primary_key, p.secondary_key));
+             return out;
+           })
+      .def("policy_put",
+           [](py_hub& h, const std::string& name, const std::string& rights, const std::string& primary,
+              const std::string& secondary) {
+             auto r = hub::rights_from_string(rights);
+             if (!r)
+               bindings::raise(make_error(errc::invalid_argument,
+                                          "rights must be a comma-separated list of RegistryRead, RegistryWrite, "
+                                          "ServiceConnect, DeviceConnect"));
+             auto p = bindings::unwrap(h.s().registry().put_policy({name, *r, primary, secondary}));
+             return py::make_tuple(p.name, hub::rights_to_string(p.rights), p.primary_key, p.secondary_key);
+           })
+      .def("policy_delete", [](py_hub& h, const std::string& name) { bindings::unwrap(h.s().registry().remove_policy(name)); })
+      // ---- event log ----
+      .def_property_readonly("partition_count", [](py_hub& h) { return h.s().store().partition_count(); })
+      .def("events_read",
+           [](py_hub& h, std::uint32_t partition, std::uint64_t from, std::size_t max) {
+             auto& st = h.s().store();
+             if (partition >= st.partition_count())
+               bindings::raise(make_error(errc::invalid_argument, "partition " + std::to_string(partition) +
+                                                                      " does not exist (the hub has " +
+                                                                      std::to_string(st.partition_count()) + ")"));
+             result<std::vector<store::event_record>> r = [&] {
+               py::gil_scoped_release nogil;
+               return st.read_events(partition, from, max);
+             }();
+             auto rows = bindings::unwrap(std::move(r));
+             py::list out;
+             for (auto& e : rows) out.append(event_to_tuple(e));
+             return out;
+           })
+      .def("events_bounds",
+           [](py_hub& h) {
+             auto& st = h.s().store();
+             py::list out;
+             for (std::uint32_t p = 0; p < st.partition_count(); ++p)
+               out.append(py::make_tuple(st.begin_sequence(p), st.end_sequence(p)));
+             return out;
+           })
+      .def("events_wait",
+           [](py_hub& h, std::vector<std::uint64_t> known_ends, int timeout_ms) {
+             auto& st = h.s().store();
+             py::gil_scoped_release nogil;
+             return st.wait_for_events(known_ends, std::chrono::milliseconds(timeout_ms));
+           })
+      .def("publish_to_client",
+           [](py_hub& h, const std::string& client_id, const std::string& topic, py::bytes payload, int qos) {
+             std::string p = payload;
+             bindings::unwrap(h.s().engine().publish_to_client(client_id, topic, bytes(p.begin(), p.end()),
+                                                               static_cast<std::uint8_t>(qos)));
+           });
+
+  m.def(
+      "make_sas_token",
+      [](const std::string& resource, const std::string& key, std::int64_t expiry, const std::string& key_name) {
+        return hub::make_sas_token(resource, key, expiry, key_name);
+      },
+      py::arg("resource"), py::arg("key"), py::arg("expiry"), py::arg("key_name") = "");
+}

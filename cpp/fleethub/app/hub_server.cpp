@@ -1,0 +1,149 @@
+#include "fleethub/app/hub_server.hpp"
+
+#include <cstdio>
+#include <filesystem>
+#include <mutex>
+
+#include "fleethub/net/certificates.hpp"
+#include "fleethub/net/io_pool.hpp"
+#include "fleethub/net/mqtt_listener.hpp"
+
+namespace fleethub::app {
+
+struct hub_server::impl {
+  hub_config config;
+  logger log;
+  std::unique_ptr<store::backend> store;
+  std::unique_ptr<hub::registry> registry;
+  std::unique_ptr<hub::engine> engine;
+  std::unique_ptr<net::io_pool> pool;
+  std::unique_ptr<net::mqtt_listener> tls_listener;
+  std::unique_ptr<net::mqtt_listener> plain_listener;
+  std::string ca_path;
+  bool running = false;
+};
+
+hub_server::hub_server(std::unique_ptr<impl> p) : p_(std::move(p)) {}
+
+result<std::unique_ptr<hub_server>> hub_server::open(hub_config config) {
+  auto p = std::make_unique<impl>();
+  if (!config.sink) {
+    static std::mutex stderr_mu;
+    config.sink = [](log_record&& r) {
+      auto line = format_log_line(r);
+      std::lock_guard lk(stderr_mu);
+      std::fprintf(stderr, "%s\n", line.c_str());
+    };
+  }
+  p->log = logger(config.sink, config.min_level);
+  std::error_code ec;
+  std::filesystem::create_directories(config.data_dir, ec);
+  if (ec) return make_error(errc::storage, "cannot create data dir " + config.data_dir + ": " + ec.message());
+
+  store::lmdb_options so;
+  so.path = config.data_dir + "/store";
+  so.partitions = config.partitions;
+  so.map_size = config.map_size;
+  so.durable = config.durable;
+  so.retention.max_age = config.retention;
+  so.retention.max_bytes_per_partition = config.retention_bytes;
+  auto st = store::open_lmdb(so);
+  if (!st) return st.err();
+  p->store = std::move(*st);
+  p->registry = std::make_unique<hub::registry>(
+      *p->store, [] { return to_unix_ms(std::chrono::system_clock::now()); });
+  if (auto r = p->registry->ensure_default_policies(); !r) return r.err();
+  hub::engine_options eo;
+  eo.hostname = config.hostname;
+  eo.max_message_size = config.max_message_size;
+  p->engine = std::make_unique<hub::engine>(eo, *p->store, *p->registry, p->log);
+  if (!config.durable)
+    p->log.log(log_level::warning, "store", "relaxed_durability",
+               "durability=relaxed: acknowledged messages can be lost on a power failure or kernel crash");
+  p->config = std::move(config);
+  return std::unique_ptr<hub_server>(new hub_server(std::move(p)));
+}
+
+hub_server::~hub_server() {
+  stop();
+  if (p_->store) p_->store->close();
+}
+
+result<void> hub_server::start() {
+  if (p_->running) return {};
+  auto& c = p_->config;
+  p_->pool = std::make_unique<net::io_pool>(c.io_threads);
+  net::mqtt_session_options so;
+  so.limits.max_packet_size = c.max_message_size + 64 * 1024;  // room for topic and property bag
+  if (c.mqtt_tls_port) {
+    std::string cert = c.tls_cert, key = c.tls_key;
+    if (cert.empty()) {
+      auto certs = net::ensure_certificates(c.data_dir + "/certs", c.hostname);
+      if (!certs) return certs.err();
+      cert = certs->server_cert;
+      key = certs->server_key;
+      p_->ca_path = certs->ca_cert;
+      if (certs->created)
+        p_->log.log(log_level::info, "tls", "certificates_created", "made the hub's CA and server certificate",
+                    {{"ca", certs->ca_cert}, {"hostname", c.hostname}});
+    }
+    auto ctx = net::make_tls_context(cert, key);
+    if (!ctx) return ctx.err();
+    p_->tls_listener = std::make_unique<net::mqtt_listener>(*p_->pool, *p_->engine, p_->log, *ctx, so);
+    if (auto r = p_->tls_listener->listen(c.bind_address, *c.mqtt_tls_port); !r) {
+      p_->tls_listener.reset();
+      p_->pool.reset();
+      return r.err();
+    }
+  }
+  if (c.mqtt_plain_port) {
+    p_->plain_listener = std::make_unique<net::mqtt_listener>(*p_->pool, *p_->engine, p_->log, nullptr, so);
+    if (auto r = p_->plain_listener->listen(c.bind_address, *c.mqtt_plain_port); !r) {
+      p_->plain_listener.reset();
+      p_->tls_listener.reset();
+      p_->pool.reset();
+      return r.err();
+    }
+  }
+  p_->pool->start();
+  p_->running = true;
+  auto ports = this->ports();
+  p_->log.log(log_level::info, "hub", "started", "hub listening",
+              {{"hostname", c.hostname},
+               {"mqtts", ports.mqtt_tls ? std::to_string(*ports.mqtt_tls) : "off"},
+               {"mqtt", ports.mqtt_plain ? std::to_string(*ports.mqtt_plain) : "off"},
+               {"data_dir", c.data_dir}});
+  return {};
+}
+
+void hub_server::stop() {
+  if (!p_->running) return;
+  p_->running = false;
+  if (p_->tls_listener) p_->tls_listener->stop();
+  if (p_->plain_listener) p_->plain_listener->stop();
+  p_->pool->stop();
+  // Sessions hold sockets of the pool's contexts: drop the engine's links before the contexts go away.
+  p_->engine->release_links();
+  p_->tls_listener.reset();
+  p_->plain_listener.reset();
+  p_->pool.reset();
+  p_->log.log(log_level::info, "hub", "stopped", "hub stopped");
+}
+
+bool hub_server::running() const { return p_->running; }
+
+listen_ports hub_server::ports() const {
+  listen_ports lp;
+  if (p_->tls_listener) lp.mqtt_tls = p_->tls_listener->port();
+  if (p_->plain_listener) lp.mqtt_plain = p_->plain_listener->port();
+  return lp;
+}
+
+const std::string& hub_server::ca_cert_path() const { return p_->ca_path; }
+const hub_config& hub_server::config() const { return p_->config; }
+hub::registry& hub_server::registry() { return *p_->registry; }
+hub::engine& hub_server::engine() { return *p_->engine; }
+store::backend& hub_server::store() { return *p_->store; }
+const logger& hub_server::log() const { return p_->log; }
+
+}  // namespace fleethub::app

@@ -1,0 +1,463 @@
+#include "fleethub/hub/engine.hpp"
+
+#include <algorithm>
+#include <utility>
+
+#include "fleethub/core/crypto.hpp"
+#include "fleethub/core/encoding.hpp"
+#include "fleethub/core/message_codec.hpp"
+#include "fleethub/hub/sas.hpp"
+#include "fleethub/hub/topics.hpp"
+#include "fleethub/proto/mqtt/codec.hpp"
+#include "fleethub/proto/mqtt/property_bag.hpp"
+
+namespace fleethub::hub {
+
+using proto::mqtt::connack_code;
+
+namespace {
+
+struct parsed_username {
+  std::string host;
+  std::string device_id;
+  std::string module_id;
+};
+
+// "{host}/{deviceId}[/{moduleId}]/?{query}" or "{host}/{deviceId}[/{moduleId}]" (the query is ignored).
+std::optional<parsed_username> parse_username(std::string_view u) {
+  if (auto q = u.find("/?"); q != std::string_view::npos) u = u.substr(0, q);
+  else if (auto q2 = u.find('?'); q2 != std::string_view::npos) u = u.substr(0, q2);
+  while (!u.empty() && u.back() == '/') u.remove_suffix(1);
+  auto s1 = u.find('/');
+  if (s1 == std::string_view::npos || s1 == 0) return std::nullopt;
+  parsed_username p;
+  p.host = std::string(u.substr(0, s1));
+  auto rest = u.substr(s1 + 1);
+  auto s2 = rest.find('/');
+  p.device_id = std::string(rest.substr(0, s2));
+  if (s2 != std::string_view::npos) {
+    p.module_id = std::string(rest.substr(s2 + 1));
+    if (p.module_id.empty() || p.module_id.find('/') != std::string::npos) return std::nullopt;
+  }
+  if (p.device_id.empty()) return std::nullopt;
+  return p;
+}
+
+std::string auth_method_json(std::string_view scope, std::string_view type) {
+  return std::string("{\"scope\":\"") + std::string(scope) + "\",\"type\":\"" + std::string(type) +
+         "\",\"issuer\":\"iothub\",\"acceptingIpFilterRule\":null}";
+}
+
+connect_decision refuse(connack_code c, std::string reason) {
+  connect_decision d;
+  d.code = c;
+  d.reason = std::move(reason);
+  return d;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
+  return true;
+}
+
+}  // namespace
+
+engine::engine(engine_options options, store::backend& store, registry& reg, logger log)
+    : options_(std::move(options)), store_(store), registry_(reg), log_(std::move(log)) {
+  registry_.on_change([this](const registry_change& c) { on_registry_change(c); });
+}
+
+engine::~engine() { registry_.on_change(nullptr); }
+
+connect_decision engine::authenticate(const connect_request& req, wall_time now) {
+  if (req.client_id.empty()) return refuse(connack_code::identifier_rejected, "empty client id");
+  std::string device_id = req.client_id, module_id;
+  if (auto slash = req.client_id.find('/'); slash != std::string::npos) {
+    device_id = req.client_id.substr(0, slash);
+    module_id = req.client_id.substr(slash + 1);
+  }
+  if (!req.username) return refuse(connack_code::bad_username_or_password, "no username");
+  auto user = parse_username(*req.username);
+  if (!user) return refuse(connack_code::bad_username_or_password, "malformed username '" + *req.username + "'");
+  if (user->device_id != device_id || user->module_id != module_id)
+    return refuse(connack_code::identifier_rejected,
+                  "client id '" + req.client_id + "' does not match the username '" + *req.username + "'");
+
+  auto rec = registry_.get(device_id, module_id);
+  if (!rec) {
+    if (rec.err().code == errc::not_found) return refuse(connack_code::not_authorized, rec.err().message);
+    return refuse(connack_code::server_unavailable, "registry: " + rec.err().message);
+  }
+  auto dev = rec.value();
+  if (!module_id.empty()) {
+    auto parent = registry_.get(device_id);
+    if (parent && !parent->enabled) dev.enabled = false;
+  }
+  if (!dev.enabled) return refuse(connack_code::not_authorized, "device '" + device_id + "' is disabled");
+
+  client_identity id;
+  id.client_id = req.client_id;
+  id.device_id = device_id;
+  id.module_id = module_id;
+  id.generation_id = dev.generation_id;
+  const std::string_view scope = module_id.empty() ? "device" : "module";
+
+  if (!req.password) {
+    // X.509: the TLS layer already proved possession of the key; match the registered thumbprint.
+    if (req.client_cert_sha1.empty() && req.client_cert_sha256.empty())
+      return refuse(connack_code::not_authorized, "no password and no client certificate");
+    if (dev.auth == auth_type::self_signed) {
+      auto match = [&](const std::string& tp) {
+        return !tp.empty() && (iequals(tp, req.client_cert_sha1) || iequals(tp, req.client_cert_sha256));
+      };
+      if (!match(dev.primary_thumbprint) && !match(dev.secondary_thumbprint))
+        return refuse(connack_code::not_authorized, "client certificate thumbprint is not registered for the device");
+      id.auth_method = auth_method_json(scope, "x509Certificate");
+      return connect_decision{connack_code::accepted, std::move(id), {}};
+    }
+    return refuse(connack_code::not_authorized,
+                  std::string("device authentication type '") + to_string(dev.auth) +
+                      "' does not accept a client certificate here");
+  }
+
+  auto token = parse_sas_token(*req.password);
+  if (!token) return refuse(connack_code::bad_username_or_password, "password is not a SAS token: " + token.err().message);
+  auto target = user->host + "/devices/" + device_id + (module_id.empty() ? "" : "/modules/" + module_id);
+  if (!resource_covers(token->resource, target))
+    return refuse(connack_code::not_authorized, "SAS token resource '" + token->resource + "' does not cover '" + target + "'");
+  std::vector<std::string> keys;
+  std::string type = "sas";
+  if (token->key_name.empty()) {
+    if (dev.auth != auth_type::sas) return refuse(connack_code::not_authorized, "device does not use SAS authentication");
+    keys = {dev.primary_key, dev.secondary_key};
+  } else {
+    auto pol = registry_.get_policy(token->key_name);
+    if (!pol) return refuse(connack_code::not_authorized, pol.err().message);
+    if (!(pol->rights & device_connect))
+      return refuse(connack_code::not_authorized, "policy '" + token->key_name + "' lacks DeviceConnect");
+    keys = {pol->primary_key, pol->secondary_key};
+    type = "sasToken";
+  }
+  auto now_s = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+  if (auto v = verify_sas_token(*token, keys, now_s); !v) return refuse(connack_code::not_authorized, v.err().message);
+  id.token_expiry_s = token->expiry;
+  id.auth_method = auth_method_json(scope, type);
+  return connect_decision{connack_code::accepted, std::move(id), {}};
+}
+
+session_state* engine::load_session_locked(const std::string& client_id) {
+  if (auto it = sessions_.find(client_id); it != sessions_.end()) return &it->second;
+  auto rec = store_.get(store::table::sessions, client_id);
+  if (!rec || !*rec) return nullptr;
+  auto s = decode_session(**rec);
+  if (!s) {
+    log_.log(log_level::error, "session", "corrupt_session", s.err().message, {{"client_id", client_id}});
+    return nullptr;
+  }
+  // Reload the unacknowledged outbound messages in order.
+  auto prefix = outbound_prefix(client_id);
+  std::string after;
+  for (;;) {
+    auto rows = store_.scan(store::table::session_outbound, prefix, after, 1000);
+    if (!rows || rows->empty()) break;
+    for (auto& kv : *rows) {
+      auto m = decode_outbound(kv.value);
+      if (!m || kv.key.size() != prefix.size() + 8) continue;
+      std::uint64_t seq = 0;
+      for (std::size_t i = prefix.size(); i < kv.key.size(); ++i) seq = (seq << 8) | static_cast<std::uint8_t>(kv.key[i]);
+      s->inflight.emplace(seq, std::move(*m));
+    }
+    after = rows->back().key;
+    if (rows->size() < 1000) break;
+  }
+  auto [it, _] = sessions_.emplace(client_id, std::move(*s));
+  return &it->second;
+}
+
+attach_result engine::attach(const client_identity& id, bool clean_session, std::shared_ptr<connection_link> link) {
+  attach_result r;
+  std::shared_ptr<connection_link> old;
+  {
+    std::lock_guard lk(mu_);
+    session_state* s = load_session_locked(id.client_id);
+    if (s && s->link) old = std::move(s->link);
+    if (clean_session) {
+      if (s && s->persistent) {
+        store::write_batch b;
+        b.ops.push_back(store::erase_op{store::table::sessions, id.client_id});
+        b.ops.push_back(store::erase_prefix_op{store::table::session_outbound, outbound_prefix(id.client_id)});
+        store_.submit(std::move(b), {});
+      }
+      sessions_.erase(id.client_id);
+      s = nullptr;
+    }
+    if (!s) {
+      session_state fresh;
+      fresh.client_id = id.client_id;
+      fresh.device_id = id.device_id;
+      fresh.module_id = id.module_id;
+      fresh.persistent = !clean_session;
+      if (fresh.persistent) {
+        store::write_batch b;
+        b.ops.push_back(store::put_op{store::table::sessions, id.client_id, encode_session(fresh)});
+        store_.submit(std::move(b), {});
+      }
+      s = &sessions_.emplace(id.client_id, std::move(fresh)).first->second;
+    } else {
+      r.session_present = true;
+      for (auto& [seq, m] : s->inflight) {
+        auto copy = m;
+        copy.dup = true;
+        r.resend.push_back(std::move(copy));
+      }
+    }
+    s->link = std::move(link);
+    auto& cs = connection_states_[id.client_id];
+    if (!cs.connected) connected_.fetch_add(1, std::memory_order_relaxed);
+    cs.connected = true;
+    cs.updated_ms = to_unix_ms(std::chrono::system_clock::now());
+  }
+  if (old) old->kick("session taken over by a new connection with the same client id");
+  return r;
+}
+
+void engine::detach(const client_identity& id, const connection_link* link, std::string_view reason) {
+  std::lock_guard lk(mu_);
+  auto it = sessions_.find(id.client_id);
+  if (it == sessions_.end() || it->second.link.get() != link) return;  // taken over: the new link owns it
+  it->second.link.reset();
+  if (!it->second.persistent) sessions_.erase(it);
+  auto& cs = connection_states_[id.client_id];
+  if (cs.connected) connected_.fetch_sub(1, std::memory_order_relaxed);
+  cs.connected = false;
+  cs.updated_ms = to_unix_ms(std::chrono::system_clock::now());
+}
+
+publish_outcome engine::on_publish(const client_identity& id, const proto::mqtt::publish_packet& p, wall_time now) {
+  auto c = classify_publish(p.topic, id.device_id, id.module_id);
+  switch (c.kind) {
+    case topic_kind::forbidden:
+      return publish_close{"publish to topic '" + p.topic + "' is not allowed for '" + id.client_id + "'"};
+    case topic_kind::twin_get:
+    case topic_kind::twin_patch_reported:
+    case topic_kind::method_response:
+      return publish_ignore{"twin and method topics are not implemented yet"};
+    case topic_kind::telemetry:
+      break;
+  }
+  auto bag = proto::mqtt::parse_property_bag(c.property_bag);
+  if (!bag) return publish_close{"bad property bag: " + bag.err().message};
+  publish_telemetry t;
+  message& m = t.msg;
+  m.device_id = id.device_id;
+  m.module_id = id.module_id;
+  m.body = p.payload;
+  m.system_properties = std::move(bag->system_properties);
+  m.app_properties = std::move(bag->app_properties);
+  // IoT Hub keeps RETAIN out of the broker and tells the consumer instead.
+  if (p.retain) m.app_properties.push_back({"mqtt-retain", "true"});
+  std::size_t size = m.body.size();
+  for (auto& pr : m.system_properties) size += pr.value.size();
+  for (auto& pr : m.app_properties) size += pr.key.size() + pr.value.size();
+  if (size > options_.max_message_size)
+    return publish_close{"message of " + std::to_string(size) + " bytes exceeds the " +
+                         std::to_string(options_.max_message_size) + "-byte limit"};
+  m.enqueued_time_ms = to_unix_ms(now);
+  if (!find_property(m.system_properties, sysprop::message_id))
+    m.system_properties.push_back({std::string(sysprop::message_id), new_uuid()});
+  m.system_properties.push_back({std::string(sysprop::connection_device_id), id.device_id});
+  if (!id.module_id.empty()) m.system_properties.push_back({std::string(sysprop::connection_module_id), id.module_id});
+  m.system_properties.push_back({std::string(sysprop::connection_auth_method), id.auth_method});
+  m.system_properties.push_back({std::string(sysprop::connection_auth_generation_id), id.generation_id});
+  m.system_properties.push_back({std::string(sysprop::enqueued_time), format_iso8601(m.enqueued_time_ms)});
+  t.partition = partition_for(id.device_id, store_.partition_count());
+  return t;
+}
+
+void engine::ingest(std::vector<publish_telemetry> messages, store::commit_callback done) {
+  store::write_batch b;
+  b.ops.reserve(messages.size());
+  for (auto& t : messages) b.ops.push_back(store::append_op{t.partition, encode_message(t.msg)});
+  store_.submit(std::move(b), std::move(done));
+}
+
+void engine::subscribe(const client_identity& id, const std::vector<proto::mqtt::subscription>& subs,
+                       std::function<void(std::vector<std::uint8_t>)> done) {
+  std::vector<std::uint8_t> codes;
+  codes.reserve(subs.size());
+  bool persist = false;
+  store::write_batch b;
+  {
+    std::lock_guard lk(mu_);
+    auto it = sessions_.find(id.client_id);
+    if (it == sessions_.end()) {
+      done(std::vector<std::uint8_t>(subs.size(), proto::mqtt::suback_failure));
+      return;
+    }
+    auto& s = it->second;
+    for (auto& sub : subs) {
+      if (!subscription_allowed(sub.filter, id.device_id, id.module_id)) {
+        log_.log(log_level::warning, "mqtt", "subscribe_refused", "subscription outside the device's topics",
+                 {{"client_id", id.client_id}, {"filter", sub.filter}});
+        codes.push_back(proto::mqtt::suback_failure);
+        continue;
+      }
+      // IoT Hub grants QoS 1 at most.
+      std::uint8_t q = std::min<std::uint8_t>(sub.qos, 1);
+      auto existing = std::find_if(s.subscriptions.begin(), s.subscriptions.end(),
+                                   [&](auto& x) { return x.filter == sub.filter; });
+      if (existing != s.subscriptions.end()) {
+        existing->qos = q;
+      } else if (s.subscriptions.size() >= options_.max_subscriptions) {
+        codes.push_back(proto::mqtt::suback_failure);
+        continue;
+      } else {
+        s.subscriptions.push_back({sub.filter, q});
+      }
+      codes.push_back(q);
+    }
+    if (s.persistent) {
+      persist = true;
+      b.ops.push_back(store::put_op{store::table::sessions, s.client_id, encode_session(s)});
+    }
+  }
+  if (!persist) {
+    done(std::move(codes));
+    return;
+  }
+  // SUBACK only once the subscription is durable, so a crash cannot forget an acknowledged subscription.
+  store_.submit(std::move(b), [codes = std::move(codes), done = std::move(done)](const store::commit_result& r) mutable {
+    if (!r.ok()) std::fill(codes.begin(), codes.end(), proto::mqtt::suback_failure);
+    done(std::move(codes));
+  });
+}
+
+void engine::unsubscribe(const client_identity& id, const std::vector<std::string>& filters) {
+  std::lock_guard lk(mu_);
+  auto it = sessions_.find(id.client_id);
+  if (it == sessions_.end()) return;
+  auto& s = it->second;
+  std::erase_if(s.subscriptions, [&](auto& sub) {
+    return std::find(filters.begin(), filters.end(), sub.filter) != filters.end();
+  });
+  if (s.persistent) {
+    store::write_batch b;
+    b.ops.push_back(store::put_op{store::table::sessions, s.client_id, encode_session(s)});
+    store_.submit(std::move(b), {});
+  }
+}
+
+void engine::on_puback(const client_identity& id, std::uint16_t packet_id) {
+  std::lock_guard lk(mu_);
+  auto it = sessions_.find(id.client_id);
+  if (it == sessions_.end()) return;
+  auto& s = it->second;
+  for (auto m = s.inflight.begin(); m != s.inflight.end(); ++m) {
+    if (m->second.packet_id != packet_id) continue;
+    if (s.persistent) {
+      store::write_batch b;
+      b.ops.push_back(store::erase_op{store::table::session_outbound, outbound_key(s.client_id, m->first)});
+      store_.submit(std::move(b), {});
+    }
+    s.inflight.erase(m);
+    return;
+  }
+}
+
+result<void> engine::publish_to_client(std::string_view client_id, std::string topic, bytes payload,
+                                       std::uint8_t qos) {
+  std::lock_guard lk(mu_);
+  auto* s = load_session_locked(std::string(client_id));
+  if (!s) return make_error(errc::not_found, "no session for client '" + std::string(client_id) + "'");
+  int granted = -1;
+  for (auto& sub : s->subscriptions)
+    if (proto::mqtt::topic_matches(sub.filter, topic)) granted = std::max<int>(granted, sub.qos);
+  if (granted < 0)
+    return make_error(errc::not_found, "client '" + std::string(client_id) + "' is not subscribed to '" + topic + "'");
+  outbound_message m{std::move(topic), std::move(payload), static_cast<std::uint8_t>(std::min<int>(qos, granted)), 0, false};
+  send_locked(*s, std::move(m));
+  return {};
+}
+
+void engine::send_locked(session_state& s, outbound_message m) {
+  if (m.qos == 0) {
+    if (s.link) s.link->deliver(std::move(m));  // QoS 0 to an offline client is dropped, as in MQTT
+    return;
+  }
+  // Packet ids must not collide with one still in flight.
+  for (int tries = 0; tries < 65536; ++tries) {
+    auto id = s.next_packet_id++;
+    if (s.next_packet_id == 0) s.next_packet_id = 1;
+    bool used = std::any_of(s.inflight.begin(), s.inflight.end(), [&](auto& kv) { return kv.second.packet_id == id; });
+    if (!used) { m.packet_id = id; break; }
+  }
+  auto seq = s.next_seq++;
+  s.inflight.emplace(seq, m);
+  if (!s.persistent) {
+    if (s.link) s.link->deliver(std::move(m));
+    return;
+  }
+  store::write_batch b;
+  b.ops.push_back(store::put_op{store::table::session_outbound, outbound_key(s.client_id, seq), encode_outbound(m)});
+  b.ops.push_back(store::put_op{store::table::sessions, s.client_id, encode_session(s)});
+  // Deliver after the message is durable, so a PUBACK can never precede the record it deletes.
+  std::weak_ptr<connection_link> link = s.link;
+  store_.submit(std::move(b), [link, m = std::move(m)](const store::commit_result& r) mutable {
+    if (!r.ok()) return;
+    if (auto l = link.lock()) l->deliver(std::move(m));
+  });
+}
+
+void engine::disconnect_device(std::string_view device_id, const std::string& reason) {
+  std::vector<std::shared_ptr<connection_link>> kick;
+  {
+    std::lock_guard lk(mu_);
+    for (auto& [cid, s] : sessions_)
+      if (s.device_id == device_id && s.link) kick.push_back(s.link);
+  }
+  for (auto& l : kick) l->kick(reason);
+}
+
+void engine::on_registry_change(const registry_change& c) {
+  const auto& d = c.record;
+  if (c.what == registry_change::kind::deleted) {
+    disconnect_device(d.device_id, "identity deleted");
+    // A deleted identity's persistent sessions go with it.
+    std::lock_guard lk(mu_);
+    store::write_batch b;
+    for (auto it = sessions_.begin(); it != sessions_.end();) {
+      bool match = it->second.device_id == d.device_id && (d.module_id.empty() || it->second.module_id == d.module_id);
+      if (match && !it->second.link) it = sessions_.erase(it); else ++it;
+    }
+    auto cid = d.module_id.empty() ? d.device_id : d.device_id + "/" + d.module_id;
+    b.ops.push_back(store::erase_op{store::table::sessions, cid});
+    b.ops.push_back(store::erase_prefix_op{store::table::session_outbound, outbound_prefix(cid)});
+    store_.submit(std::move(b), {});
+  } else if (!d.enabled && d.module_id.empty()) {
+    disconnect_device(d.device_id, "device disabled");
+  }
+}
+
+engine::connection_info engine::connection_state(std::string_view device_id, std::string_view module_id) const {
+  std::string cid(device_id);
+  if (!module_id.empty()) cid += "/" + std::string(module_id);
+  std::lock_guard lk(mu_);
+  auto it = connection_states_.find(cid);
+  return it == connection_states_.end() ? connection_info{} : it->second;
+}
+
+void engine::release_links() {
+  std::lock_guard lk(mu_);
+  for (auto it = sessions_.begin(); it != sessions_.end();) {
+    it->second.link.reset();
+    if (!it->second.persistent) it = sessions_.erase(it); else ++it;
+  }
+  for (auto& [cid, cs] : connection_states_) cs.connected = false;
+  connected_.store(0, std::memory_order_relaxed);
+}
+
+std::size_t engine::connected_count() const { return connected_.load(std::memory_order_relaxed); }
+
+}  // namespace fleethub::hub

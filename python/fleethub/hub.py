@@ -1,0 +1,203 @@
+"""Hub: one embedded fleethub instance (C++ on its own threads; the GIL is released while it runs)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import signal
+import threading
+import time
+from typing import Any, Dict, Optional, Union
+
+from ._logging import LogPump
+from ._native import HubServer, make_sas_token_native
+from .devices import DeviceRegistry
+from .errors import InvalidArgumentError
+from .events import EventLog
+
+_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+
+
+class Hub:
+    """A self-hosted IoT hub that unmodified Azure IoT device SDKs connect to.
+
+    >>> hub = Hub("./data", hostname="localhost")
+    >>> with hub:
+    ...     dev = hub.devices.create("dev1")
+    ...     print(dev.connection_string)
+
+    ``mqtt_port`` is the MQTT-over-TLS listener (8883, fixed in the Azure SDKs; ``None`` turns it off,
+    ``0`` picks a free port). ``mqtt_plain_port`` is a plain-TCP listener for local development (off by
+    default). With no ``tls_cert``/``tls_key`` the hub makes its own CA in ``<data_dir>/certs``; pass
+    ``hub.ca_cert`` (PEM text) to the SDK as ``server_verification_cert``.
+    ``durability="relaxed"`` trades the fsync of each group commit for speed, explicitly.
+    """
+
+    def __init__(
+        self,
+        data_dir: Union[str, "os.PathLike[str]"] = "./fleethub-data",
+        *,
+        hostname: str = "localhost",
+        mqtt_port: Optional[int] = 8883,
+        mqtt_plain_port: Optional[int] = None,
+        bind: str = "0.0.0.0",
+        tls_cert: Optional[str] = None,
+        tls_key: Optional[str] = None,
+        durability: str = "durable",
+        partitions: int = 4,
+        io_threads: int = 0,
+        retention: Union[_dt.timedelta, float] = _dt.timedelta(days=1),
+        retention_bytes: int = 0,
+        log_level: Union[int, str] = logging.INFO,
+        logger: Optional[logging.Logger] = None,
+        **kwargs: Any,
+    ) -> None:
+        if "mqtt_tls_port" in kwargs:  # accepted alias
+            mqtt_port = kwargs.pop("mqtt_tls_port")
+        if kwargs:
+            raise TypeError(f"Hub() got unexpected arguments {sorted(kwargs)}")
+        if durability not in ("durable", "relaxed"):
+            raise InvalidArgumentError('durability must be "durable" or "relaxed"')
+        for name, port in (("mqtt_port", mqtt_port), ("mqtt_plain_port", mqtt_plain_port)):
+            if port is not None and not (0 <= int(port) <= 65535):
+                raise InvalidArgumentError(f"{name} must be 0..65535 (0 = any free port) or None, got {port}")
+        if (tls_cert is None) != (tls_key is None):
+            raise InvalidArgumentError("give both tls_cert and tls_key, or neither (the hub then makes its own CA)")
+        if partitions < 1 or partitions > 32:
+            raise InvalidArgumentError("partitions must be 1..32 (IoT Hub's range)")
+        if isinstance(log_level, str):
+            log_level = _LEVELS[log_level.lower()]
+        ret_s = retention.total_seconds() if isinstance(retention, _dt.timedelta) else float(retention)
+        self._logger = logger or logging.getLogger("fleethub")
+        cfg: Dict[str, Any] = {
+            "data_dir": os.fspath(data_dir),
+            "hostname": hostname,
+            "bind_address": bind,
+            "mqtt_tls_port": mqtt_port,
+            "mqtt_plain_port": mqtt_plain_port,
+            "tls_cert": tls_cert,
+            "tls_key": tls_key,
+            "durable": durability == "durable",
+            "partitions": partitions,
+            "io_threads": io_threads,
+            "retention_s": int(ret_s),
+            "retention_bytes": retention_bytes,
+            "log_level": int(log_level),
+        }
+        self._server = HubServer(cfg)
+        self._pump: Optional[LogPump] = LogPump(self._server, self._logger)
+        self._stopped = threading.Event()
+        self.data_dir = os.fspath(data_dir)
+        self.devices = DeviceRegistry(self)
+        self.events = EventLog(self)
+
+    # ---- lifecycle ----
+    def start(self) -> "Hub":
+        """Makes certificates if needed and starts listening. Raises UnavailableError if a port is taken."""
+        self._stopped.clear()
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        """Closes listeners and connections. The registry and event log stay readable until close()."""
+        self._server.stop()
+        self._stopped.set()
+
+    def close(self) -> None:
+        """Stops and closes the data directory (pending commits are flushed first)."""
+        if self._server.closed:
+            return
+        self._server.stop()
+        self._stopped.set()
+        self._server.close()
+        if self._pump:
+            self._pump.stop()
+            self._pump = None
+
+    def __enter__(self) -> "Hub":
+        if not self._server.running:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # pragma: no cover - best effort
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    @property
+    def running(self) -> bool:
+        return bool(self._server.running)
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Blocks until stop() (or timeout). Returns True if the hub stopped."""
+        return self._stopped.wait(timeout)
+
+    def serve_forever(self) -> None:
+        """Starts (if needed) and blocks until SIGINT/SIGTERM, then closes."""
+        if not self.running:
+            self.start()
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: self._stopped.set())
+        try:
+            while not self._stopped.wait(0.5):
+                pass
+        finally:
+            self.close()
+
+    # ---- facts ----
+    @property
+    def hostname(self) -> str:
+        return str(self._server.hostname)
+
+    @property
+    def ports(self) -> Dict[str, Optional[int]]:
+        """Bound ports: ``{"mqtts": 8883, "mqtt": None}`` (None: that listener is off)."""
+        return dict(self._server.ports())
+
+    @property
+    def ca_cert_path(self) -> Optional[str]:
+        """The hub's own CA certificate (PEM file), or None with a user-supplied certificate."""
+        p = self._server.ca_cert_path
+        if p:
+            return str(p)
+        own = os.path.join(self.data_dir, "certs", "ca.pem")
+        return own if os.path.exists(own) else None
+
+    @property
+    def ca_cert(self) -> Optional[str]:
+        """PEM text of the hub's CA: what the Azure SDKs take as ``server_verification_cert``."""
+        p = self.ca_cert_path
+        if not p:
+            return None
+        with open(p) as f:
+            return f.read()
+
+    def service_connection_string(self, policy: str = "iothubowner") -> str:
+        for name, _rights, primary, _secondary in self._server.policy_list():
+            if name == policy:
+                return f"HostName={self.hostname};SharedAccessKeyName={name};SharedAccessKey={primary}"
+        raise InvalidArgumentError(f"no shared access policy named {policy!r}")
+
+    def policies(self) -> Dict[str, Dict[str, str]]:
+        """Shared access policies: name -> {"rights", "primary_key", "secondary_key"}."""
+        return {
+            n: {"rights": r, "primary_key": p, "secondary_key": s} for n, r, p, s in self._server.policy_list()
+        }
+
+    def _publish_to_client(self, client_id: str, topic: str, payload: bytes, qos: int = 1) -> None:
+        """Internal primitive under C2D, twins and methods: publish through a client's MQTT session
+        (stored and redelivered for a persistent session until PUBACK). Not a public API."""
+        self._server.publish_to_client(client_id, topic, bytes(payload), qos)
+
+
+def make_sas_token(resource: str, key: str, expiry: Union[int, float, None] = None, ttl: float = 3600,
+                   key_name: str = "") -> str:
+    """A SAS token as the Azure SDKs build it: ``resource`` like ``"host/devices/dev1"``, ``key`` base64."""
+    exp = int(expiry if expiry is not None else time.time() + ttl)
+    return str(make_sas_token_native(resource, key, exp, key_name))
