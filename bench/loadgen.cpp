@@ -222,7 +222,7 @@ struct Options {
   int64_t start_at_ns = 0;  // realtime ns; pub: publishing starts here
   int64_t window_start_ns = 0, window_end_ns = 0;  // sub: measured window (payload ts)
   int64_t exit_at_ns = 0;                          // sub: realtime ns to stop
-  double tick_us = 20;
+  double tick_us = 50;
   size_t max_outbuf = 1 << 20;
   bool progress = false;
   bool quiet_json = false;
@@ -240,7 +240,7 @@ void usage() {
       "         --size BYTES (256, >=79) --prefix P (bench) --topic-template T\n"
       "         ('devices/{id}/messages/events/') --credentials FILE (id<TAB>user<TAB>pass)\n"
       "         --start-at NS (realtime ns, default: 0.5 s after all connected)\n"
-      "         --tick-us US (20) --max-outbuf BYTES (1048576)\n"
+      "         --tick-us US (50) --max-outbuf BYTES (1048576)\n"
       "sub:     --topic FILTER ('devices/+/messages/events/#') --qos 0|1 --client-id ID\n"
       "         --username U --password P --window START_NS:END_NS --exit-at NS\n"
       "         --duration S (sub: total run time if no --exit-at; 0 = until SIGTERM)\n"
