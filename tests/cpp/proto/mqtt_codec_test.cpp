@@ -411,15 +411,13 @@ TEST(MqttCodec, PublishQos0WithDupIsMalformed) {
 // ---------------------------------------------------------------- malformed: CONNECT
 
 bytes connect_bytes(std::string_view name, std::uint8_t level, std::uint8_t flags, const bytes& payload) {
-  bytes body{0x00, static_cast<std::uint8_t>(name.size())};
-  body.insert(body.end(), name.begin(), name.end());
-  body.push_back(level);
-  body.push_back(flags);
-  body.push_back(0x00);
-  body.push_back(0x3C);
-  body.insert(body.end(), payload.begin(), payload.end());
-  bytes out{0x10, static_cast<std::uint8_t>(body.size())};
-  out.insert(out.end(), body.begin(), body.end());
+  const std::size_t rl = 2 + name.size() + 4 + payload.size();
+  bytes out;
+  out.reserve(2 + rl);
+  for (std::size_t v : {std::size_t{0x10}, rl, std::size_t{0}, name.size()}) out.push_back(static_cast<std::uint8_t>(v));
+  for (char ch : name) out.push_back(static_cast<std::uint8_t>(ch));
+  for (std::uint8_t v : {level, flags, std::uint8_t{0x00}, std::uint8_t{0x3C}}) out.push_back(v);
+  for (std::uint8_t v : payload) out.push_back(v);
   return out;
 }
 const bytes id_dev1 = cat({{0x00, 0x04}, "dev1"});
