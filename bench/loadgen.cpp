@@ -469,6 +469,13 @@ struct Counters {
 class Engine {
  public:
   explicit Engine(const Options& o) : o_(o) {}
+  ~Engine() {
+    for (Client& c : cl_) close_client(c, false);
+    if (ctx_) SSL_CTX_free(ctx_);
+    if (ep_ >= 0) ::close(ep_);
+  }
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
 
   int run();
 

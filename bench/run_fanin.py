@@ -206,7 +206,7 @@ class Mosquitto:
 # tail in-process, writing the same stats JSON as `fleethub_loadgen sub`.
 # Only the ADAPTER section of this template depends on the fleethub API.
 HUB_SERVER = r'''
-import argparse, base64, json, os, signal, sys, time
+import argparse, base64, json, os, signal, sys, threading, time
 
 # ============================ ADAPTER: fleethub API =====================================
 import fleethub
@@ -269,83 +269,102 @@ def hsummary(h, n, total_us, mx_us):
     return {"count": n, "mean": (total_us / n / 1000.0) if n else 0.0, "p50": q(0.5), "p90": q(0.9),
             "p99": q(0.99), "p999": q(0.999), "max": mx_us / 1000.0}
 
-def consume(tail, ws, we, exit_at, stop):
-    h = [0] * NB
-    bitmaps = {}
-    received = foreign = uniq_w = dup = dup_w = recv_w_rt = 0
-    lat_sum = 0
-    lat_max = 0
-    per_sec = []
-    first_rx = last_rx = 0
-    mn = {}
-    mx = {}
-    t_cpu0 = time.thread_time_ns()
-    while not stop[0] and time.time_ns() < exit_at:
-        for bodies in hub_batches(tail, 0.2):
-            now = time.time_ns()
-            nb = len(bodies)
-            if not nb:
+class Consumer:
+    """Consumes the tail until exit_at; counts are in plain attributes so that a watchdog thread
+    can still write the stats if the tail iterator blocks past the deadline."""
+
+    def __init__(self, ws, we, exit_at):
+        self.ws, self.we, self.exit_at = ws, we, exit_at
+        self.h = [0] * NB
+        self.bitmaps = {}
+        self.mn = {}
+        self.mx = {}
+        self.received = self.foreign = self.uniq_w = self.dup = self.dup_w = self.recv_w_rt = 0
+        self.lat_sum = self.lat_max = 0
+        self.per_sec = []
+        self.first_rx = self.last_rx = 0
+        self.cpu_s = None
+
+    def run(self, tail, stop):
+        ws, we, exit_at = self.ws, self.we, self.exit_at
+        h, bitmaps, mn, mx = self.h, self.bitmaps, self.mn, self.mx
+        t_cpu0 = time.thread_time_ns()
+        done = False
+        while not done and not stop[0] and time.time_ns() < exit_at:
+            for bodies in hub_batches(tail, 0.2):
+                now = time.time_ns()
+                nb = len(bodies)
+                if nb:
+                    self.received += nb
+                    if not self.first_rx:
+                        self.first_rx = now
+                    self.last_rx = now
+                    if ws <= now < we:
+                        self.recv_w_rt += nb
+                        sec = (now - ws) // 1000000000
+                        while len(self.per_sec) <= sec:
+                            self.per_sec.append(0)
+                        self.per_sec[sec] += nb
+                    for b in bodies:
+                        if b[:7] != PFX:
+                            self.foreign += 1
+                            continue
+                        pub = int(b[7:17]); seq = int(b[24:44]); ts = int(b[50:69])
+                        bm = bitmaps.get(pub)
+                        if bm is None:
+                            bm = bitmaps[pub] = bytearray(64)
+                        i = seq >> 3
+                        if i >= len(bm):
+                            bm.extend(bytes(i + 64 - len(bm)))
+                        bit = 1 << (seq & 7)
+                        inw = ws <= ts < we
+                        if bm[i] & bit:
+                            self.dup += 1
+                            if inw:
+                                self.dup_w += 1
+                            continue
+                        bm[i] |= bit
+                        if inw:
+                            self.uniq_w += 1
+                            us = (now - ts) // 1000
+                            self.lat_sum += us
+                            if us > self.lat_max:
+                                self.lat_max = us
+                            h[us if 0 <= us < LIN else hidx(us)] += 1
+                            if seq < mn.get(pub, 1 << 62):
+                                mn[pub] = seq
+                            if seq > mx.get(pub, -1):
+                                mx[pub] = seq
                 if now >= exit_at or stop[0]:
+                    done = True
                     break
-                continue
-            received += nb
-            if not first_rx:
-                first_rx = now
-            last_rx = now
-            if ws <= now < we:
-                recv_w_rt += nb
-                sec = (now - ws) // 1000000000
-                while len(per_sec) <= sec:
-                    per_sec.append(0)
-                per_sec[sec] += nb
-            for b in bodies:
-                if b[:7] != PFX:
-                    foreign += 1
-                    continue
-                pub = int(b[7:17]); seq = int(b[24:44]); ts = int(b[50:69])
-                bm = bitmaps.get(pub)
-                if bm is None:
-                    bm = bitmaps[pub] = bytearray(64)
-                i = seq >> 3
-                if i >= len(bm):
-                    bm.extend(bytes(i + 64 - len(bm)))
-                bit = 1 << (seq & 7)
-                inw = ws <= ts < we
-                if bm[i] & bit:
-                    dup += 1
-                    if inw:
-                        dup_w += 1
-                    continue
-                bm[i] |= bit
-                if inw:
-                    uniq_w += 1
-                    us = (now - ts) // 1000
-                    lat_sum += us
-                    if us > lat_max:
-                        lat_max = us
-                    h[us if 0 <= us < LIN else hidx(us)] += 1
-                    if seq < mn.get(pub, 1 << 62):
-                        mn[pub] = seq
-                    if seq > mx.get(pub, -1):
-                        mx[pub] = seq
-            if now >= exit_at or stop[0]:
-                break
-    t_cpu1 = time.thread_time_ns()
-    # everything below runs after the measured window
-    gap_lost = 0
-    for pub, lo in mn.items():
-        bm = bitmaps[pub]
-        hi = mx[pub]
-        seen = sum(1 for s in range(lo, hi + 1) if bm[s >> 3] & (1 << (s & 7)))
-        gap_lost += (hi - lo + 1) - seen
-    dur = (we - ws) / 1e9
-    return {"mode": "hub-consumer", "window_start_ns": ws, "window_end_ns": we, "duration_s": dur,
-            "received": received, "foreign": foreign, "received_in_window": uniq_w + dup_w,
-            "unique_in_window": uniq_w, "delivered_in_window": recv_w_rt,
-            "delivered_per_s": recv_w_rt / dur if dur > 0 else 0.0, "dup": dup, "dup_in_window": dup_w,
-            "gap_lost": gap_lost, "publishers_seen": len(mn), "first_rx_ns": first_rx, "last_rx_ns": last_rx,
-            "latency_ms": hsummary(h, uniq_w, lat_sum, lat_max), "per_second": per_sec,
-            "consumer_thread_cpu_s": (t_cpu1 - t_cpu0) / 1e9}
+        self.cpu_s = (time.thread_time_ns() - t_cpu0) / 1e9
+
+    def stats(self):
+        # runs after the measured window
+        gap_lost = 0
+        for pub, lo in list(self.mn.items()):
+            bm = self.bitmaps[pub]
+            hi = self.mx[pub]
+            seen = sum(1 for s in range(lo, hi + 1) if bm[s >> 3] & (1 << (s & 7)))
+            gap_lost += (hi - lo + 1) - seen
+        ws, we = self.ws, self.we
+        dur = (we - ws) / 1e9
+        return {"mode": "hub-consumer", "window_start_ns": ws, "window_end_ns": we, "duration_s": dur,
+                "received": self.received, "foreign": self.foreign,
+                "received_in_window": self.uniq_w + self.dup_w, "unique_in_window": self.uniq_w,
+                "delivered_in_window": self.recv_w_rt,
+                "delivered_per_s": self.recv_w_rt / dur if dur > 0 else 0.0, "dup": self.dup,
+                "dup_in_window": self.dup_w, "gap_lost": gap_lost, "publishers_seen": len(self.mn),
+                "first_rx_ns": self.first_rx, "last_rx_ns": self.last_rx,
+                "latency_ms": hsummary(self.h, self.uniq_w, self.lat_sum, self.lat_max),
+                "per_second": list(self.per_sec), "consumer_thread_cpu_s": self.cpu_s,
+                "watchdog": self.cpu_s is None}
+
+def write_json(path, obj):
+    with open(path + ".tmp", "w") as f:
+        json.dump(obj, f)
+    os.rename(path + ".tmp", path)
 
 def main():
     ap = argparse.ArgumentParser()
@@ -382,10 +401,16 @@ def main():
                 continue
             if cmd[0] == "GO":
                 ws, we, exit_at = int(cmd[1]), int(cmd[2]), int(cmd[3])
-                stats = consume(tail, ws, we, exit_at, stop)
-                with open(a.stats + ".tmp", "w") as f:
-                    json.dump(stats, f)
-                os.rename(a.stats + ".tmp", a.stats)
+                c = Consumer(ws, we, exit_at)
+                written = threading.Event()
+                def watchdog():  # the tail iterator may block past the deadline
+                    if not written.wait(max(0.0, (exit_at - time.time_ns()) / 1e9) + 5.0):
+                        write_json(a.stats, c.stats())
+                threading.Thread(target=watchdog, daemon=True).start()
+                c.run(tail, stop)
+                if not os.path.exists(a.stats):
+                    write_json(a.stats, c.stats())
+                written.set()
             elif cmd[0] == "QUIT":
                 break
             if stop[0]:
@@ -447,7 +472,7 @@ def start_fleethub(handle: Fleethub, cfg, workdir: Path):
     if cfg.pythonpath:
         env["PYTHONPATH"] = cfg.pythonpath + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     cmd = taskset(cfg.hub_cpus) + [cfg.python, str(script), "--data-dir", str(data_dir),
-                                   "--devices", str(cfg.clients), "--prefix", cfg.prefix,
+                                   "--devices", str(max(cfg.clients, cfg.idle_clients)), "--prefix", cfg.prefix,
                                    "--durability", cfg.durability, "--creds", str(creds),
                                    "--ready", str(ready), "--stats", str(handle.stats_path)]
     handle.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, text=True, env=env, preexec_fn=raise_nofile,

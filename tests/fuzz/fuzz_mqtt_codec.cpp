@@ -2,6 +2,8 @@
 //  - decode(encode(p)) == p for every packet the decoder accepts;
 //  - feeding the input whole or in pieces yields the same packets and the same final status;
 //  - the connection machine never emits events after a close_event.
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <optional>

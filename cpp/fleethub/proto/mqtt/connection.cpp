@@ -43,7 +43,9 @@ std::vector<event> connection::feed(bytes_view data, steady_time now) {
     return std::move(events);
   };
   auto decode_failure = [&]() {
-    return close(false, "malformed packet: " + decoder_.status().detail);
+    const auto& st = decoder_.status();
+    return close(false, (st.error == decode_error::packet_too_large ? "packet too large: " : "malformed packet: ") +
+                            st.detail);
   };
 
   if (state_ == connection_state::awaiting_connect) {

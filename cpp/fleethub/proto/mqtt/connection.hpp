@@ -54,6 +54,7 @@ class connection {
   std::vector<event> feed(bytes_view data, steady_time now);
 
   // Answers to a connect_event. accept() writes CONNACK 0 and starts keep-alive (1.5x the client's value).
+  // Bytes received after CONNECT stay unparsed until then: call feed({}, now) after accept() for their events.
   void accept(bool session_present, steady_time now);
   // Writes CONNACK with `code` and moves to closed; the driver closes after flushing.
   void refuse(connack_code code);
