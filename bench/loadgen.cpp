@@ -226,6 +226,7 @@ struct Options {
   size_t max_outbuf = 1 << 20;
   bool progress = false;
   bool quiet_json = false;
+  bool quickack = false;  // sub: re-arm TCP_QUICKACK after every read (defeats delayed ACK)
 };
 
 void usage() {
@@ -244,6 +245,7 @@ void usage() {
       "sub:     --topic FILTER ('devices/+/messages/events/#') --qos 0|1 --client-id ID\n"
       "         --username U --password P --window START_NS:END_NS --exit-at NS\n"
       "         --duration S (sub: total run time if no --exit-at; 0 = until SIGTERM)\n"
+      "         --quickack (re-arm TCP_QUICKACK after each read; default off = like common clients)\n"
       "idle:    --clients N --connect-rate R --duration S (hold time after all connected)\n"
       "         --credentials FILE --prefix P\n",
       stderr);
@@ -313,6 +315,7 @@ Options parse_args(int argc, char** argv) {
     else if (a == "--tick-us") o.tick_us = std::stod(val());
     else if (a == "--max-outbuf") o.max_outbuf = size_t(std::stoull(val()));
     else if (a == "--progress") o.progress = true;
+    else if (a == "--quickack") o.quickack = true;
     else if (a == "--no-stdout") o.quiet_json = true;
     else die("unknown option " + a + " (try --help)");
   }
@@ -857,6 +860,10 @@ void Engine::do_read(Client& c) {
         return;
       }
       if (n == 0) { close_client(c, true); return; }
+      if (o_.quickack) {
+        int one = 1;
+        setsockopt(c.fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+      }
     }
     c_.bytes_in += uint64_t(n);
     rx_batch_rt_ = real_ns();
@@ -1195,6 +1202,8 @@ std::string Engine::summary() {
     for (auto v : per_sec_) j.num(v);
     j.close_arr();
     if (c_.received_qos2) j.key("received_qos2_unsupported").num(c_.received_qos2);
+    if (cpu_ws_ >= 0 && cpu_we_ >= 0 && have_window && dur > 0)
+      j.key("cpu_window_pct").num(100.0 * double(cpu_we_ - cpu_ws_) / 1e9 / dur);
   } else {
     j.key("hold_s").num(o_.duration);
   }
@@ -1304,6 +1313,11 @@ int Engine::run() {
     }
     if (is_idle && hold_end > 0 && now >= hold_end) finished = true;
     if (is_sub && sub_end > 0 && now >= sub_end) finished = true;
+    if (is_sub && o_.window_end_ns > o_.window_start_ns) {
+      int64_t now_rt = now + rt_off_;
+      if (cpu_ws_ < 0 && now_rt >= o_.window_start_ns) cpu_ws_ = cpu_ns_self();
+      if (cpu_we_ < 0 && now_rt >= o_.window_end_ns) cpu_we_ = cpu_ns_self();
+    }
     if (is_sub && connect_done_mono_ > 0 && c_.conn_ok == 0) die("subscriber could not connect");
 
     // --- keepalive, progress
@@ -1330,6 +1344,10 @@ int Engine::run() {
       due = std::min(due, connect_t0_ + int64_t(next_connect_) * conn_gap);
     if (is_pub && pub_start_ >= 0 && !pub_done_)
       due = std::min(due, pub_start_ + int64_t(double(k_) * period_ns_));
+    if (is_sub && o_.window_end_ns > o_.window_start_ns) {
+      if (cpu_ws_ < 0) due = std::min(due, o_.window_start_ns - rt_off_);
+      else if (cpu_we_ < 0) due = std::min(due, o_.window_end_ns - rt_off_);
+    }
     int64_t wait = due - mono_ns();
     if (wait < 0) wait = 0;
     else if (wait < tick_ns) wait = tick_ns;

@@ -184,6 +184,8 @@ class Mosquitto:
             str(self.cfg.loadgen), "sub", "--port", str(self.port), "--qos", str(qos),
             "--topic", self.cfg.topic_filter, "--window", f"{ws}:{we}", "--exit-at", str(exit_at),
             "--ready-file", str(ready), "--stats-file", str(self.sub_stats), "--no-stdout"]
+        if self.cfg.sub_quickack:
+            cmd.append("--quickack")
         self.sub = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(self.workdir / "sub.err", "w"))
         wait_file(ready, 10, self.sub)
 
@@ -233,6 +235,8 @@ def hub_batches(tail, timeout):
 
 def hub_stop(hub):
     hub.stop()
+    if hasattr(hub, "close"):
+        hub.close()
 # ========================================================================================
 
 PFX = b'{"pub":'
@@ -284,6 +288,7 @@ class Consumer:
         self.per_sec = []
         self.first_rx = self.last_rx = 0
         self.cpu_s = None
+        self.cpu_ws = self.cpu_we = None
 
     def run(self, tail, stop):
         ws, we, exit_at = self.ws, self.we, self.exit_at
@@ -291,8 +296,16 @@ class Consumer:
         t_cpu0 = time.thread_time_ns()
         done = False
         while not done and not stop[0] and time.time_ns() < exit_at:
+            t_pass = time.monotonic()
+            got = 0
             for bodies in hub_batches(tail, 0.2):
+                got += 1
                 now = time.time_ns()
+                if self.cpu_we is None and now >= ws:
+                    if self.cpu_ws is None:
+                        self.cpu_ws = (now, time.thread_time_ns())
+                    elif now >= we:
+                        self.cpu_we = (now, time.thread_time_ns())
                 nb = len(bodies)
                 if nb:
                     self.received += nb
@@ -338,6 +351,8 @@ class Consumer:
                 if now >= exit_at or stop[0]:
                     done = True
                     break
+            if not got and time.monotonic() - t_pass < 0.01:
+                time.sleep(0.01)  # the iterator returned at once: do not spin
         self.cpu_s = (time.thread_time_ns() - t_cpu0) / 1e9
 
     def stats(self):
@@ -359,6 +374,8 @@ class Consumer:
                 "first_rx_ns": self.first_rx, "last_rx_ns": self.last_rx,
                 "latency_ms": hsummary(self.h, self.uniq_w, self.lat_sum, self.lat_max),
                 "per_second": list(self.per_sec), "consumer_thread_cpu_s": self.cpu_s,
+                "cpu_window_pct": (100.0 * (self.cpu_we[1] - self.cpu_ws[1]) / (self.cpu_we[0] - self.cpu_ws[0])
+                                   if self.cpu_ws and self.cpu_we and self.cpu_we[0] > self.cpu_ws[0] else None),
                 "watchdog": self.cpu_s is None}
 
 def write_json(path, obj):
@@ -559,6 +576,7 @@ def run_fanin_cell(broker, cfg, qos: int, rate: int) -> dict:
         "rss_mb": (mem.get("VmRSS") or 0) / 1024, "hwm_mb": (mem.get("VmHWM") or 0) / 1024,
         "gen_cpu_pct": pubs.get("gen_cpu_pct"),
         "gen_send_lag_p99_ms": (pubs.get("send_lag_ms") or {}).get("p99"),
+        "consumer_cpu_pct": cons.get("cpu_window_pct"),
         "consumer_thread_cpu_s": cons.get("consumer_thread_cpu_s"),
     }
     res["sustained"] = bool(frac >= ok_frac and (lat.get("p99") or 1e9) <= cfg.p99_limit_ms)
@@ -611,6 +629,7 @@ FANIN_METRICS = [
     ("dup", "dups", "{:.0f}", None),
     ("rss_mb", "RSS MB", "{:.1f}", "mosq/hub"),
     ("gen_cpu_pct", "gen CPU%", "{:.0f}", None),
+    ("consumer_cpu_pct", "consumer CPU%", "{:.0f}", None),
 ]
 IDLE_METRICS = [
     ("rss_per_conn_kb", "RSS KB/idle conn", "{:.2f}", "mosq/hub"),
@@ -757,6 +776,8 @@ def main():
                                                      "'0-1' for the per-box measurement)")
     ap.add_argument("--gen-cpus", default="0")
     ap.add_argument("--mosq-nodelay", action="store_true", help="set_tcp_nodelay true on mosquitto")
+    ap.add_argument("--sub-quickack", action="store_true",
+                    help="mosquitto-side subscriber re-arms TCP_QUICKACK after each read (diagnostic)")
     ap.add_argument("--mosquitto", default="/usr/sbin/mosquitto")
     ap.add_argument("--loadgen", default=None, help="path to fleethub_loadgen (default: newest build/*/bench/)")
     ap.add_argument("--python", default=sys.executable, help="interpreter for the hub server process")

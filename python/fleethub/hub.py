@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import datetime as _dt
 import logging
 import os
 import signal
 import threading
 import time
+import weakref
 from typing import Any, Dict, Optional, Union
 
 from ._logging import LogPump
@@ -17,6 +19,19 @@ from .errors import InvalidArgumentError
 from .events import EventLog
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+
+# Hubs still open at interpreter exit are closed first: pending commits are flushed, and no fleethub thread is
+# left blocked inside C++ when Python finalizes (a thread re-taking the GIL then would abort the process).
+_open_hubs: "weakref.WeakSet[Hub]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_hubs() -> None:
+    for hub in list(_open_hubs):
+        try:
+            hub.close()
+        except Exception:  # pragma: no cover - best effort at exit
+            pass
 
 
 class Hub:
@@ -91,6 +106,7 @@ class Hub:
         self.data_dir = os.fspath(data_dir)
         self.devices = DeviceRegistry(self)
         self.events = EventLog(self)
+        _open_hubs.add(self)
 
     # ---- lifecycle ----
     def start(self) -> "Hub":
@@ -114,6 +130,7 @@ class Hub:
         if self._pump:
             self._pump.stop()
             self._pump = None
+        _open_hubs.discard(self)
 
     def __enter__(self) -> "Hub":
         if not self._server.running:

@@ -500,12 +500,43 @@ def test_clean_session_discards_the_session(hub, device, paho_clients):
         hub._publish_to_client(device.device_id, f"devices/{device.device_id}/messages/devicebound/x", b"x", 1)
     c2.disconnect()
     c2.close()
+    assert wait_until(lambda: hub.devices.get("dev1").connection_state == "Disconnected", 5)
+    time.sleep(0.3)  # let the hub's group commits settle (see the racing variant below)
     with pytest.raises(fleethub.NotFoundError):  # a clean session ends with its connection
         hub._publish_to_client(device.device_id, f"devices/{device.device_id}/messages/devicebound/x", b"x", 1)
 
     c3 = paho_clients(hub, device.device_id, device.primary_key, clean_session=False)
     assert c3.connect() == RC_ACCEPTED
     assert c3.session_present == 0
+
+
+def test_discarded_session_is_not_resurrected_right_after_clean_session_ends(hub, device):
+    """Right after a CleanSession=1 connection ends, the persistent session it discarded stays discarded:
+    a cloud-to-device publish finds no session, and a later CleanSession=0 connect has no session present."""
+    f = devicebound_filter(device.device_id)
+    topic = f"devices/{device.device_id}/messages/devicebound/x"
+    for attempt in range(8):
+        c, _ = raw_device(hub, device, clean_session=False)
+        assert c.subscribe(1, [(f, 1)]) == [1]
+        c.send(DISCONNECT_PACKET)
+        assert c.wait_closed(5)
+        c.close()
+
+        c, sp = raw_device(hub, device, clean_session=True)  # discards the session above
+        assert sp == 0
+        c.send(DISCONNECT_PACKET)
+        assert c.wait_closed(5)
+        c.close()
+        assert wait_until(lambda: hub.devices.get("dev1").connection_state == "Disconnected", 5)
+        # No session exists any more, so this must fail, however soon it comes.
+        with pytest.raises(fleethub.NotFoundError):
+            hub._publish_to_client(device.device_id, topic, b"for a discarded session", 1)
+
+        c, sp = raw_device(hub, device, clean_session=True)  # end in a clean state for the next round
+        c.send(DISCONNECT_PACKET)
+        c.wait_closed(5)
+        c.close()
+        assert sp == 0, f"attempt {attempt}: the discarded session came back"
 
 
 def test_unsubscribe_removes_subscription(hub, device):

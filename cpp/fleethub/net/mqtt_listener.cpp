@@ -1,13 +1,14 @@
 #include "fleethub/net/mqtt_listener.hpp"
 
 #include <boost/asio/post.hpp>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 
 namespace fleethub::net {
 
 namespace asio = boost::asio;
 
-mqtt_listener::mqtt_listener(io_pool& pool, hub::engine& engine, logger log, std::shared_ptr<asio::ssl::context> tls,
+mqtt_listener::mqtt_listener(io_pool& pool, hub::engine& engine, logger log, std::shared_ptr<SSL_CTX> tls,
                              mqtt_session_options opts)
     : pool_(pool), engine_(engine), log_(std::move(log)), tls_(std::move(tls)), opts_(opts) {}
 
@@ -35,21 +36,17 @@ result<void> mqtt_listener::listen(const std::string& address, std::uint16_t por
 
 void mqtt_listener::do_accept() {
   if (!acceptor_) return;
-  auto& ctx = pool_.next();
-  acceptor_->async_accept(ctx, [this, &ctx](const boost::system::error_code& ec, tcp::socket sock) {
+  auto idx = pool_.next_index();
+  auto& ctx = pool_.at(idx);
+  acceptor_->async_accept(ctx, [this, idx](const boost::system::error_code& ec, tcp::socket sock) {
     if (ec == asio::error::operation_aborted || !acceptor_ || !acceptor_->is_open()) return;
     if (!ec) {
       boost::system::error_code rec;
       auto rep = sock.remote_endpoint(rec);
       std::string remote = rec ? "?" : rep.address().to_string() + ":" + std::to_string(rep.port());
-      if (tls_) {
-        auto s = std::make_shared<mqtt_session<tls_stream>>(tls_stream(std::move(sock), *tls_), engine_, log_, opts_,
-                                                            std::move(remote));
-        asio::post(ctx, [s] { s->start(); });
-      } else {
-        auto s = std::make_shared<mqtt_session<tcp::socket>>(std::move(sock), engine_, log_, opts_, std::move(remote));
-        asio::post(ctx, [s] { s->start(); });
-      }
+      auto s = std::make_shared<mqtt_session>(std::move(sock), tls_.get(), pool_.ticks(idx), engine_, log_, opts_,
+                                              std::move(remote));
+      asio::post(pool_.at(idx), [s] { s->start(); });
     } else {
       // EMFILE and friends: log and keep accepting; the OS frees descriptors as connections close.
       log_.log(log_level::warning, "mqtt", "accept_failed", ec.message());
@@ -67,24 +64,33 @@ void mqtt_listener::stop() {
   a->close(ec);
 }
 
-result<std::shared_ptr<asio::ssl::context>> make_tls_context(const std::string& cert_chain_pem,
-                                                             const std::string& key_pem) {
-  auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
-  SSL_CTX* native = ctx->native_handle();
+result<std::shared_ptr<SSL_CTX>> make_tls_context(const std::string& cert_chain_pem, const std::string& key_pem) {
+  std::shared_ptr<SSL_CTX> ctx(SSL_CTX_new(TLS_server_method()), SSL_CTX_free);
+  if (!ctx) return make_error(errc::unavailable, "cannot create a TLS context");
+  SSL_CTX* native = ctx.get();
   // pydev speaks TLS 1.2 only; 1.3 for everyone else.
   SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION);
   SSL_CTX_set_max_proto_version(native, TLS1_3_VERSION);
   SSL_CTX_set_options(native, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
   // Idle connections give their record buffers back to the allocator.
   SSL_CTX_set_mode(native, SSL_MODE_RELEASE_BUFFERS);
-  boost::system::error_code ec;
-  ctx->use_certificate_chain_file(cert_chain_pem, ec);
-  if (ec) return make_error(errc::invalid_argument, "cannot load certificate chain " + cert_chain_pem + ": " + ec.message());
-  ctx->use_private_key_file(key_pem, asio::ssl::context::pem, ec);
-  if (ec) return make_error(errc::invalid_argument, "cannot load private key " + key_pem + ": " + ec.message());
+  if (SSL_CTX_use_certificate_chain_file(native, cert_chain_pem.c_str()) != 1) {
+    ERR_clear_error();
+    return make_error(errc::invalid_argument, "cannot load certificate chain " + cert_chain_pem +
+                                                  " (PEM: the server certificate first, then its CA chain)");
+  }
+  if (SSL_CTX_use_PrivateKey_file(native, key_pem.c_str(), SSL_FILETYPE_PEM) != 1 ||
+      SSL_CTX_check_private_key(native) != 1) {
+    ERR_clear_error();
+    return make_error(errc::invalid_argument, "cannot load private key " + key_pem +
+                                                  " (PEM, unencrypted, matching the certificate)");
+  }
   // Ask for a client certificate (X.509 devices) but accept any: the engine matches thumbprints.
   SSL_CTX_set_verify(native, SSL_VERIFY_PEER, [](int, X509_STORE_CTX*) { return 1; });
   SSL_CTX_set_session_id_context(native, reinterpret_cast<const unsigned char*>("fleethub"), 8);
+  // Resumption uses stateless tickets; a server-side session cache would hold ~kilobytes per connection.
+  SSL_CTX_set_session_cache_mode(native, SSL_SESS_CACHE_OFF);
+  SSL_CTX_set_num_tickets(native, 1);
   return ctx;
 }
 

@@ -3,7 +3,6 @@
 #pragma once
 #include <utility>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ssl/context.hpp>
 #include <memory>
 #include <string>
 
@@ -18,7 +17,7 @@ namespace fleethub::net {
 class mqtt_listener {
  public:
   // `tls` null: plain MQTT.
-  mqtt_listener(io_pool& pool, hub::engine& engine, logger log, std::shared_ptr<boost::asio::ssl::context> tls,
+  mqtt_listener(io_pool& pool, hub::engine& engine, logger log, std::shared_ptr<SSL_CTX> tls,
                 mqtt_session_options opts);
   ~mqtt_listener();
   // Binds and listens; port 0 picks a free port. Errors: unavailable with the OS reason ("address in use").
@@ -31,7 +30,7 @@ class mqtt_listener {
   io_pool& pool_;
   hub::engine& engine_;
   logger log_;
-  std::shared_ptr<boost::asio::ssl::context> tls_;
+  std::shared_ptr<SSL_CTX> tls_;
   mqtt_session_options opts_;
   std::unique_ptr<tcp::acceptor> acceptor_;
   std::uint16_t port_ = 0;
@@ -39,7 +38,7 @@ class mqtt_listener {
 
 // TLS 1.2 and 1.3 server context from PEM files; requests (but does not require) a client certificate for
 // X.509 device authentication. Errors: invalid_argument naming the file that failed.
-result<std::shared_ptr<boost::asio::ssl::context>> make_tls_context(const std::string& cert_chain_pem,
+result<std::shared_ptr<SSL_CTX>> make_tls_context(const std::string& cert_chain_pem,
                                                                     const std::string& key_pem);
 
 }  // namespace fleethub::net

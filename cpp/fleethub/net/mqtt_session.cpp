@@ -1,12 +1,9 @@
 #include "fleethub/net/mqtt_session.hpp"
 
 #include <boost/asio/post.hpp>
-#include <boost/asio/write.hpp>
 #include <openssl/x509.h>
 
 #include <array>
-
-#include "fleethub/core/encoding.hpp"
 
 namespace fleethub::net {
 
@@ -15,11 +12,22 @@ namespace asio = boost::asio;
 namespace {
 
 constexpr std::size_t read_chunk = 64 * 1024;
-constexpr int reads_per_wakeup = 4;  // fairness: let other connections on this thread run
+constexpr int reads_per_wakeup = 4;  // fairness: let the thread's other connections run
 
 std::array<std::uint8_t, read_chunk>& thread_read_buffer() {
   thread_local std::array<std::uint8_t, read_chunk> buf;
   return buf;
+}
+
+// Telemetry and acknowledgements collected while one read is processed; flushed before on_bytes returns, so
+// per-thread scratch is enough and idle connections carry no vectors.
+struct read_scratch {
+  std::vector<hub::publish_telemetry> telemetry;
+  std::vector<std::uint16_t> acks;
+};
+read_scratch& scratch() {
+  thread_local read_scratch s;
+  return s;
 }
 
 std::string hex_upper(const unsigned char* d, unsigned n) {
@@ -32,115 +40,171 @@ std::string hex_upper(const unsigned char* d, unsigned n) {
   return s;
 }
 
-template <class Stream>
-constexpr bool is_tls = std::is_same_v<Stream, tls_stream>;
-
 }  // namespace
 
-template <class Stream>
-mqtt_session<Stream>::mqtt_session(Stream stream, hub::engine& engine, const logger& log,
-                                   const mqtt_session_options& opts, std::string remote)
-    : stream_(std::move(stream)),
-      timer_(stream_.get_executor()),
+mqtt_session::mqtt_session(tcp::socket socket, SSL_CTX* ssl_ctx, tick_list& ticks, hub::engine& engine,
+                           const logger& log, const mqtt_session_options& opts, std::string remote)
+    : t_(ssl_ctx ? transport(std::move(socket), ssl_ctx) : transport(std::move(socket))),
+      ticks_(ticks),
       engine_(engine),
       log_(log),
       conn_(opts.limits, std::chrono::steady_clock::now()),
       remote_(std::move(remote)) {}
 
-template <class Stream>
-mqtt_session<Stream>::~mqtt_session() = default;
+mqtt_session::~mqtt_session() { ticks_.remove(this); }
 
-template <class Stream>
-tcp::socket& mqtt_session<Stream>::socket() {
-  if constexpr (is_tls<Stream>) return stream_.next_layer();
-  else return stream_;
-}
-
-template <class Stream>
-void mqtt_session<Stream>::start() {
+void mqtt_session::start() {
   boost::system::error_code ec;
-  socket().set_option(tcp::no_delay(true), ec);  // we batch writes ourselves; Nagle would only add latency
-  arm_timer();
-  if constexpr (is_tls<Stream>) do_handshake();
-  else {
-    socket().non_blocking(true, ec);
-    do_read();
-  }
-}
-
-template <class Stream>
-void mqtt_session<Stream>::do_handshake() {
-  if constexpr (is_tls<Stream>) {
-    stream_.async_handshake(asio::ssl::stream_base::server,
-                            [self = this->shared_from_this()](const boost::system::error_code& ec) {
-                              if (self->finished_) return;
-                              if (ec) {
-                                self->log_.log(log_level::info, "mqtt", "tls_failed", "TLS handshake failed",
-                                               {{"remote", self->remote_}, {"error", ec.message()}});
-                                self->close("TLS handshake failed: " + ec.message());
-                                return;
-                              }
-                              self->do_read();
-                            });
-  }
-}
-
-template <class Stream>
-void mqtt_session<Stream>::do_read() {
-  if (closing_ || reading_) return;
-  reading_ = true;
-  if constexpr (is_tls<Stream>) {
-    // An SSL stream must own its buffer for the whole operation: use a per-read heap buffer only while
-    // a read is pending (TLS connections already carry OpenSSL's own buffers).
-    auto chunk = std::make_shared<std::array<std::uint8_t, 16 * 1024>>();
-    stream_.async_read_some(asio::buffer(*chunk), [self = this->shared_from_this(), chunk](
-                                                      const boost::system::error_code& ec, std::size_t n) {
-      self->reading_ = false;
-      if (self->finished_) return;
-      if (ec) {
-        self->close(ec == asio::error::eof || ec == asio::ssl::error::stream_truncated ? "connection closed by client"
-                                                                                      : "read error: " + ec.message());
-        return;
-      }
-      self->on_bytes(bytes_view(chunk->data(), n));
-      self->do_read();
-    });
+  t_.socket().set_option(tcp::no_delay(true), ec);  // we batch writes ourselves; Nagle would only add latency
+  ticks_.add(this);
+  if (t_.tls()) {
+    if (!t_.ssl()) {
+      close("cannot create a TLS session");
+      return;
+    }
+    handshaking_ = true;
+    pump_handshake();
   } else {
-    socket().async_wait(tcp::socket::wait_read, [self = this->shared_from_this()](const boost::system::error_code& ec) {
-      self->reading_ = false;
-      if (self->finished_) return;
-      if (ec) {
-        self->close("read error: " + ec.message());
-        return;
-      }
-      auto& buf = thread_read_buffer();
-      for (int i = 0; i < reads_per_wakeup && !self->closing_; ++i) {
-        boost::system::error_code rec;
-        auto n = self->socket().read_some(asio::buffer(buf), rec);
-        if (rec == asio::error::would_block || rec == asio::error::try_again) break;
-        if (rec) {
-          self->close(rec == asio::error::eof ? "connection closed by client" : "read error: " + rec.message());
-          return;
-        }
-        self->on_bytes(bytes_view(buf.data(), n));
-        if (n < buf.size()) break;
-      }
-      self->do_read();
-    });
+    wait_readable();
   }
 }
 
-template <class Stream>
-void mqtt_session<Stream>::on_bytes(bytes_view data) {
+void mqtt_session::wait_readable() {
+  if (read_waiting_ || finished_) return;
+  read_waiting_ = true;
+  t_.socket().async_wait(tcp::socket::wait_read, [self = shared_from_this()](const boost::system::error_code& ec) {
+    self->read_waiting_ = false;
+    if (self->finished_) return;
+    if (ec) {
+      self->close("read error: " + ec.message());
+      return;
+    }
+    self->on_readable();
+  });
+}
+
+void mqtt_session::wait_writable() {
+  if (write_waiting_ || finished_) return;
+  write_waiting_ = true;
+  t_.socket().async_wait(tcp::socket::wait_write, [self = shared_from_this()](const boost::system::error_code& ec) {
+    self->write_waiting_ = false;
+    if (self->finished_) return;
+    if (ec) {
+      self->closing_ = true;
+      if (self->close_reason_.empty()) self->close_reason_ = "write error: " + ec.message();
+      self->finish();
+      return;
+    }
+    self->on_writable();
+  });
+}
+
+void mqtt_session::on_readable() {
+  if (handshaking_) return pump_handshake();
+  if (write_wants_read_) {
+    write_wants_read_ = false;
+    pump_write();
+  }
+  pump_read();
+}
+
+void mqtt_session::on_writable() {
+  if (handshaking_) return pump_handshake();
+  if (read_wants_write_) {
+    read_wants_write_ = false;
+    pump_read();
+  }
+  pump_write();
+}
+
+void mqtt_session::pump_handshake() {
+  auto r = t_.handshake();
+  if (r.n) {
+    handshaking_ = false;
+    pump_read();
+    pump_write();  // TLS 1.3 session tickets may be waiting to go out
+    return;
+  }
+  switch (r.w) {
+    case transport::want::read: wait_readable(); return;
+    case transport::want::write: wait_writable(); return;
+    default:
+      log_.log(log_level::info, "mqtt", "tls_failed", "TLS handshake failed", {{"remote", remote_}, {"error", r.error}});
+      closing_ = true;
+      close_reason_ = r.error;
+      finish();
+  }
+}
+
+void mqtt_session::pump_read() {
+  auto& buf = thread_read_buffer();
+  for (int i = 0; i < reads_per_wakeup; ++i) {
+    if (closing_ || finished_) return;
+    auto r = t_.read(buf.data(), buf.size());
+    if (r.n) {
+      on_bytes(bytes_view(buf.data(), r.n));
+      continue;
+    }
+    switch (r.w) {
+      case transport::want::read:
+        if (write_off_ == writing_.size()) t_.release_buffers();
+        wait_readable();
+        return;
+      case transport::want::write:
+        read_wants_write_ = true;
+        wait_writable();
+        return;
+      case transport::want::closed: close("connection closed by client"); return;
+      default: close("read error: " + r.error); return;
+    }
+  }
+  // Still more to read: yield to the thread's other connections, then continue.
+  asio::post(t_.socket().get_executor(), [self = shared_from_this()] { self->pump_read(); });
+}
+
+void mqtt_session::pump_write() {
+  if (finished_ || write_waiting_ || write_wants_read_) return;
+  for (;;) {
+    if (write_off_ == writing_.size()) {
+      if (!conn_.has_output()) {
+        bytes().swap(writing_);  // idle connections keep no write buffer
+        write_off_ = 0;
+        if (!read_waiting_ || !handshaking_) t_.release_buffers();
+        if (closing_) finish();
+        return;
+      }
+      writing_ = conn_.take_output();
+      write_off_ = 0;
+    }
+    auto r = t_.write(writing_.data() + write_off_, writing_.size() - write_off_);
+    if (r.n) {
+      write_off_ += r.n;
+      continue;
+    }
+    switch (r.w) {
+      case transport::want::write: wait_writable(); return;
+      case transport::want::read:
+        write_wants_read_ = true;
+        wait_readable();
+        return;
+      default:
+        closing_ = true;
+        if (close_reason_.empty()) close_reason_ = r.w == transport::want::closed ? "connection closed by client"
+                                                                                 : "write error: " + r.error;
+        finish();
+        return;
+    }
+  }
+}
+
+void mqtt_session::on_bytes(bytes_view data) {
   auto events = conn_.feed(data, std::chrono::steady_clock::now());
   for (auto& ev : events) handle(ev);
   flush_telemetry();
-  flush();
-  arm_timer();
+  pump_write();
 }
 
-template <class Stream>
-void mqtt_session<Stream>::handle(proto::mqtt::event& ev) {
+void mqtt_session::handle(proto::mqtt::event& ev) {
   if (closing_) return;
   std::visit(
       [&](auto& e) {
@@ -149,28 +213,29 @@ void mqtt_session<Stream>::handle(proto::mqtt::event& ev) {
           handle_connect(e);
         } else if constexpr (std::is_same_v<T, proto::mqtt::publish_event>) {
           auto outcome = engine_.on_publish(*identity_, e.packet, std::chrono::system_clock::now());
+          auto& sc = scratch();
           if (auto* t = std::get_if<hub::publish_telemetry>(&outcome)) {
-            pending_telemetry_.push_back(std::move(*t));
-            if (e.packet.qos == 1) pending_acks_.push_back(e.packet.packet_id);
+            sc.telemetry.push_back(std::move(*t));
+            if (e.packet.qos == 1) sc.acks.push_back(e.packet.packet_id);
           } else if (auto* c = std::get_if<hub::publish_close>(&outcome)) {
             log_.log(log_level::warning, "mqtt", "publish_refused", c->reason,
                      {{"client_id", identity_->client_id}, {"remote", remote_}});
             close(c->reason);
           } else {
             // Acknowledged through the same ordered path, so PUBACKs keep the PUBLISH order (MQTT 4.6).
-            if (e.packet.qos == 1) pending_acks_.push_back(e.packet.packet_id);
+            if (e.packet.qos == 1) sc.acks.push_back(e.packet.packet_id);
             log_.log(log_level::debug, "mqtt", "publish_ignored", std::get<hub::publish_ignore>(outcome).reason,
                      {{"client_id", identity_->client_id}, {"topic", e.packet.topic}});
           }
         } else if constexpr (std::is_same_v<T, proto::mqtt::subscribe_event>) {
           auto pid = e.packet.packet_id;
-          auto ex = stream_.get_executor();
+          auto ex = t_.socket().get_executor();
           engine_.subscribe(*identity_, e.packet.subscriptions,
-                            [self = this->shared_from_this(), pid, ex](std::vector<std::uint8_t> codes) {
+                            [self = shared_from_this(), pid, ex](std::vector<std::uint8_t> codes) {
                               asio::post(ex, [self, pid, codes = std::move(codes)] {
                                 if (self->finished_ || self->closing_) return;
                                 self->conn_.grant(pid, codes);
-                                self->flush();
+                                self->pump_write();
                               });
                             });
         } else if constexpr (std::is_same_v<T, proto::mqtt::unsubscribe_event>) {
@@ -184,17 +249,16 @@ void mqtt_session<Stream>::handle(proto::mqtt::event& ev) {
       ev);
 }
 
-template <class Stream>
-void mqtt_session<Stream>::handle_connect(proto::mqtt::connect_event& ev) {
+void mqtt_session::handle_connect(proto::mqtt::connect_event& ev) {
   hub::connect_request req;
   req.client_id = ev.packet.client_id;
   req.username = ev.packet.username;
   if (ev.packet.password) req.password = std::string(as_string_view(*ev.packet.password));
   req.clean_session = ev.packet.clean_session;
   req.remote_address = remote_;
-  req.transport = is_tls<Stream> ? "mqtts" : "mqtt";
-  if constexpr (is_tls<Stream>) {
-    if (X509* cert = SSL_get1_peer_certificate(stream_.native_handle())) {
+  req.transport = t_.tls() ? "mqtts" : "mqtt";
+  if (t_.tls()) {
+    if (X509* cert = SSL_get1_peer_certificate(t_.ssl())) {
       unsigned char md[EVP_MAX_MD_SIZE];
       unsigned n = 0;
       if (X509_digest(cert, EVP_sha1(), md, &n)) req.client_cert_sha1 = hex_upper(md, n);
@@ -213,8 +277,7 @@ void mqtt_session<Stream>::handle_connect(proto::mqtt::connect_event& ev) {
     return;
   }
   identity_ = std::make_unique<hub::client_identity>(std::move(decision.identity));
-  token_expiry_s_ = identity_->token_expiry_s;
-  auto attached = engine_.attach(*identity_, ev.packet.clean_session, this->shared_from_this());
+  auto attached = engine_.attach(*identity_, ev.packet.clean_session, shared_from_this());
   attached_ = true;
   auto now = std::chrono::steady_clock::now();
   conn_.accept(attached.session_present, now);
@@ -231,83 +294,54 @@ void mqtt_session<Stream>::handle_connect(proto::mqtt::connect_event& ev) {
   for (auto& e : more) handle(e);
 }
 
-template <class Stream>
-void mqtt_session<Stream>::flush_telemetry() {
-  if (pending_telemetry_.empty() && pending_acks_.empty()) return;
-  if (pending_telemetry_.empty() && inflight_batches_ == 0) {
-    for (auto pid : pending_acks_) conn_.acknowledge(pid);
-    pending_acks_.clear();
+void mqtt_session::flush_telemetry() {
+  auto& sc = scratch();
+  if (sc.telemetry.empty() && sc.acks.empty()) return;
+  if (sc.telemetry.empty() && inflight_batches_ == 0) {
+    for (auto pid : sc.acks) conn_.acknowledge(pid);
+    sc.acks.clear();
     return;
   }
   ++inflight_batches_;
-  auto ex = stream_.get_executor();
-  engine_.ingest(std::move(pending_telemetry_),
-                 [self = this->shared_from_this(), ex, acks = std::move(pending_acks_)](const store::commit_result& r) {
-                   // Runs on the store's writer thread: hop back to the connection's thread.
-                   asio::post(ex, [self, acks, ok = r.ok(), msg = r.err.message] {
-                     --self->inflight_batches_;
-                     if (self->finished_) return;
-                     if (!ok) {
-                       self->log_.log(log_level::error, "store", "append_failed", msg,
-                                      {{"client_id", self->identity_ ? self->identity_->client_id : ""}});
-                       // No PUBACK: the client keeps the messages and resends them after reconnecting.
-                       self->close("storage failure: " + msg);
-                       return;
-                     }
-                     if (self->closing_) return;
-                     for (auto pid : acks) self->conn_.acknowledge(pid);
-                     self->flush();
-                   });
-                 });
-  pending_telemetry_.clear();
-  pending_acks_.clear();
+  auto ex = t_.socket().get_executor();
+  std::vector<std::uint16_t> acks;
+  acks.swap(sc.acks);
+  std::vector<hub::publish_telemetry> batch;
+  batch.swap(sc.telemetry);
+  sc.telemetry.reserve(batch.capacity());  // keep the scratch warm for the next read
+  engine_.ingest(std::move(batch), [self = shared_from_this(), ex, acks = std::move(acks)](const store::commit_result& r) {
+    // Runs on the store's writer thread: hop back to the connection's thread.
+    asio::post(ex, [self, acks, ok = r.ok(), msg = r.err.message] {
+      --self->inflight_batches_;
+      if (self->finished_) return;
+      if (!ok) {
+        self->log_.log(log_level::error, "store", "append_failed", msg,
+                       {{"client_id", self->identity_ ? self->identity_->client_id : ""}});
+        // No PUBACK: the client keeps the messages and resends them after reconnecting.
+        self->close("storage failure: " + msg);
+        return;
+      }
+      if (self->closing_) return;
+      for (auto pid : acks) self->conn_.acknowledge(pid);
+      self->pump_write();
+    });
+  });
 }
 
-template <class Stream>
-void mqtt_session<Stream>::flush() {
-  if (writing_active_ || finished_) return;
-  if (!conn_.has_output()) {
-    if (closing_) finish();
-    return;
-  }
-  writing_ = conn_.take_output();
-  writing_active_ = true;
-  asio::async_write(stream_, asio::buffer(writing_),
-                    [self = this->shared_from_this()](const boost::system::error_code& ec, std::size_t) {
-                      self->on_written(ec);
-                    });
-}
-
-template <class Stream>
-void mqtt_session<Stream>::on_written(const boost::system::error_code& ec) {
-  writing_active_ = false;
-  bytes().swap(writing_);  // idle connections keep no write buffer
-  if (ec) {
-    closing_ = true;
-    if (close_reason_.empty()) close_reason_ = "write error: " + ec.message();
-    finish();
-    return;
-  }
-  flush();
-}
-
-template <class Stream>
-void mqtt_session<Stream>::close(std::string reason, bool graceful) {
+void mqtt_session::close(std::string reason, bool graceful) {
   if (closing_) return;
   closing_ = true;
   graceful_ = graceful;
   close_reason_ = std::move(reason);
-  flush();
+  close_by_ = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  pump_write();  // flush what is queued (a CONNACK refusal, say), then finish
 }
 
-template <class Stream>
-void mqtt_session<Stream>::finish() {
+void mqtt_session::finish() {
   if (finished_) return;
   finished_ = true;
-  boost::system::error_code ec;
-  timer_.cancel();
-  socket().shutdown(tcp::socket::shutdown_both, ec);
-  socket().close(ec);
+  ticks_.remove(this);
+  t_.shutdown();
   if (attached_) {
     engine_.detach(*identity_, this, close_reason_);
     log_.log(log_level::info, "mqtt", "disconnected", close_reason_,
@@ -315,64 +349,42 @@ void mqtt_session<Stream>::finish() {
   }
 }
 
-template <class Stream>
-void mqtt_session<Stream>::kick(std::string reason) {
-  asio::post(stream_.get_executor(), [self = this->shared_from_this(), reason = std::move(reason)]() mutable {
+void mqtt_session::kick(std::string reason) {
+  asio::post(t_.socket().get_executor(), [self = shared_from_this(), reason = std::move(reason)]() mutable {
     if (self->finished_) return;
     self->close(std::move(reason));
   });
 }
 
-template <class Stream>
-void mqtt_session<Stream>::deliver(hub::outbound_message m) {
-  asio::post(stream_.get_executor(), [self = this->shared_from_this(), m = std::move(m)] {
+void mqtt_session::deliver(hub::outbound_message m) {
+  asio::post(t_.socket().get_executor(), [self = shared_from_this(), m = std::move(m)] {
     if (self->closing_ || self->finished_) return;
     self->conn_.publish(m.topic, m.payload, m.qos, m.packet_id, m.dup);
-    self->flush();
+    self->pump_write();
   });
 }
 
-template <class Stream>
-void mqtt_session<Stream>::arm_timer() {
+void mqtt_session::on_tick(steady_time now) {
   if (finished_) return;
-  auto deadline = conn_.next_deadline();
-  if (token_expiry_s_ > 0) {
-    auto left = std::chrono::seconds(token_expiry_s_) -
-                std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch());
-    deadline = std::min(deadline, std::chrono::steady_clock::now() + std::max(left, std::chrono::seconds(0)));
+  if (closing_) {
+    // A peer that stopped reading cannot hold a closing connection open forever.
+    if (now >= close_by_) {
+      if (close_reason_.empty()) close_reason_ = "close timed out";
+      finish();
+    }
+    return;
   }
-  if (deadline == steady_time::max()) return;
-  // Re-arm only when the deadline moves earlier; a later deadline is picked up when the timer fires.
-  if (armed_for_ != steady_time{} && armed_for_ <= deadline) return;
-  armed_for_ = deadline;
-  timer_.expires_at(deadline);
-  timer_.async_wait([self = this->shared_from_this()](const boost::system::error_code& ec) {
-    if (ec == asio::error::operation_aborted) return;
-    self->on_timer();
-  });
-}
-
-template <class Stream>
-void mqtt_session<Stream>::on_timer() {
-  armed_for_ = {};
-  if (finished_) return;
-  if (token_expiry_s_ > 0 && std::chrono::system_clock::now() >= std::chrono::system_clock::time_point(
-                                                                     std::chrono::seconds(token_expiry_s_))) {
+  if (identity_ && identity_->token_expiry_s > 0 &&
+      std::chrono::system_clock::now() >= wall_time(std::chrono::seconds(identity_->token_expiry_s))) {
     log_.log(log_level::info, "mqtt", "token_expired", "SAS token expired; closing the connection",
              {{"client_id", identity_->client_id}});
     close("SAS token expired");
     return;
   }
-  if (auto c = conn_.tick(std::chrono::steady_clock::now())) {
-    if (!identity_)
-      log_.log(log_level::info, "mqtt", "connect_timeout", c->reason, {{"remote", remote_}});
+  if (auto c = conn_.tick(now)) {
+    if (!identity_) log_.log(log_level::info, "mqtt", "connect_timeout", c->reason, {{"remote", remote_}});
     close(c->reason);
-    return;
   }
-  arm_timer();
 }
-
-template class mqtt_session<tcp::socket>;
-template class mqtt_session<tls_stream>;
 
 }  // namespace fleethub::net

@@ -1,81 +1,80 @@
-// The Asio driver for one MQTT connection: reads bytes, feeds the Sans-I/O proto::mqtt::connection, applies
-// its events through the hub engine, and writes what the machine produced (one write per batch of packets).
+// The Asio driver for one MQTT connection: waits for readiness, moves bytes through the transport (plain or
+// TLS), feeds the Sans-I/O proto::mqtt::connection, applies its events through the hub engine, and writes
+// what the machine produced (one write per batch of packets).
 // Who creates it: mqtt_listener, one per accepted socket. Lives on one io_context thread for its whole life;
-// the engine reaches it through connection_link, whose methods post to that thread.
-// Memory: idle plain-TCP connections hold no read buffer (readiness wait, then a read into a per-thread buffer).
+// the engine reaches it through connection_link, whose methods post to that thread. Deadlines (connect
+// timeout, keep-alive, SAS expiry) are checked by the thread's tick_list, not a timer per connection.
+// Memory: an idle connection holds no read or write buffer (reads go into a per-thread buffer).
 #pragma once
 #include <utility>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ssl.hpp>
-#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/io_context.hpp>
 #include <memory>
 #include <string>
-#include <vector>
 
 #include "fleethub/core/log.hpp"
 #include "fleethub/hub/engine.hpp"
+#include "fleethub/net/tick_list.hpp"
+#include "fleethub/net/transport.hpp"
 #include "fleethub/proto/mqtt/connection.hpp"
 
 namespace fleethub::net {
 
-using tcp = boost::asio::ip::tcp;
-using tls_stream = boost::asio::ssl::stream<tcp::socket>;
-
 struct mqtt_session_options {
   proto::mqtt::connection_limits limits;
-  std::chrono::seconds handshake_timeout{30};
 };
 
-template <class Stream>
-class mqtt_session final : public hub::connection_link, public std::enable_shared_from_this<mqtt_session<Stream>> {
+class mqtt_session final : public hub::connection_link,
+                           public ticking,
+                           public std::enable_shared_from_this<mqtt_session> {
  public:
-  mqtt_session(Stream stream, hub::engine& engine, const logger& log, const mqtt_session_options& opts,
-               std::string remote);
+  // `ssl_ctx` null: plain TCP.
+  mqtt_session(tcp::socket socket, SSL_CTX* ssl_ctx, tick_list& ticks, hub::engine& engine, const logger& log,
+               const mqtt_session_options& opts, std::string remote);
   ~mqtt_session() override;
   void start();
 
-  // connection_link
+  // connection_link (any thread)
   void kick(std::string reason) override;
   void deliver(hub::outbound_message m) override;
+  // ticking (own thread)
+  void on_tick(steady_time now) override;
 
  private:
-  void do_handshake();
-  void do_read();
+  void pump_handshake();
+  void pump_read();
+  void pump_write();
+  void wait_readable();
+  void wait_writable();
+  void on_readable();
+  void on_writable();
   void on_bytes(bytes_view data);
   void handle(proto::mqtt::event& ev);
   void handle_connect(proto::mqtt::connect_event& ev);
   void flush_telemetry();
-  void flush();
-  void on_written(const boost::system::error_code& ec);
   void close(std::string reason, bool graceful = false);
   void finish();
-  void arm_timer();
-  void on_timer();
-  tcp::socket& socket();
 
-  Stream stream_;
-  boost::asio::steady_timer timer_;
+  transport t_;
+  tick_list& ticks_;
   hub::engine& engine_;
   logger log_;
   proto::mqtt::connection conn_;
   std::string remote_;
   std::unique_ptr<hub::client_identity> identity_;  // set once authenticated
-  std::vector<hub::publish_telemetry> pending_telemetry_;
-  std::vector<std::uint16_t> pending_acks_;
   bytes writing_;
+  std::size_t write_off_ = 0;
   std::string close_reason_;
-  steady_time armed_for_{};
-  std::int64_t token_expiry_s_ = 0;
-  bool writing_active_ = false;
+  steady_time close_by_{};  // a closing connection whose peer stopped reading is dropped after this
+  int inflight_batches_ = 0;  // telemetry batches submitted and not yet committed
+  bool handshaking_ = false;
+  bool read_waiting_ = false;
+  bool write_waiting_ = false;
+  bool read_wants_write_ = false;   // TLS: SSL_read needs the socket writable
+  bool write_wants_read_ = false;   // TLS: SSL_write needs the socket readable
   bool closing_ = false;
   bool finished_ = false;
   bool attached_ = false;
   bool graceful_ = false;
-  bool reading_ = false;
-  int inflight_batches_ = 0;  // telemetry batches submitted and not yet committed
 };
-
-extern template class mqtt_session<tcp::socket>;
-extern template class mqtt_session<tls_stream>;
 
 }  // namespace fleethub::net

@@ -1,0 +1,209 @@
+"""The ``python -m fleethub`` command line: ``device create|list|show|delete`` and ``serve``."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import List
+
+import pytest
+
+from conftest import (
+    PUBACK,
+    RC_ACCEPTED,
+    RawMqtt,
+    publish_packet,
+    sas_for,
+    subprocess_env,
+    telemetry_topic,
+    username_for,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def fh(*args, check=True, timeout=30) -> subprocess.CompletedProcess:
+    p = subprocess.run([sys.executable, "-m", "fleethub", *map(str, args)], capture_output=True, text=True,
+                       env=subprocess_env(), timeout=timeout)
+    if check:
+        assert p.returncode == 0, f"exit {p.returncode}: {p.stderr}"
+    return p
+
+
+def test_device_create_show_list_delete(tmp_path):
+    """device create prints the identity as JSON with a connection string; show, list and delete work on it."""
+    d = tmp_path / "data"
+    out = json.loads(fh("device", "create", "cli-dev", "--data-dir", d).stdout)
+    assert out["deviceId"] == "cli-dev"
+    assert out["status"] == "enabled"
+    key = out["authentication"]["symmetricKey"]["primaryKey"]
+    assert len(base64.b64decode(key)) == 32
+    assert out["connectionString"] == f"HostName=localhost;DeviceId=cli-dev;SharedAccessKey={key}"
+
+    given = base64.b64encode(b"g" * 32).decode()
+    out2 = json.loads(fh("device", "create", "cli-off", "--data-dir", d, "--disabled", "--primary-key", given,
+                         "--hostname", "hub.test").stdout)
+    assert out2["status"] == "disabled"
+    assert out2["authentication"]["symmetricKey"]["primaryKey"] == given
+    assert out2["connectionString"].startswith("HostName=hub.test;")
+
+    shown = json.loads(fh("device", "show", "cli-dev", "--data-dir", d).stdout)
+    assert shown["authentication"]["symmetricKey"]["primaryKey"] == key
+    assert shown["etag"] == out["etag"]
+
+    lines = fh("device", "list", "--data-dir", d).stdout.strip().splitlines()
+    assert lines == ["cli-dev\tenabled\tDisconnected", "cli-off\tdisabled\tDisconnected"]
+
+    assert "deleted cli-dev" in fh("device", "delete", "cli-dev", "--data-dir", d).stdout
+    assert fh("device", "list", "--data-dir", d).stdout.strip().splitlines() == ["cli-off\tdisabled\tDisconnected"]
+
+
+def test_device_errors_exit_2(tmp_path):
+    """Errors (duplicate, unknown, bad id) print 'fleethub: error:' and exit with status 2."""
+    d = tmp_path / "data"
+    fh("device", "create", "x", "--data-dir", d)
+    for args in (("device", "create", "x"), ("device", "show", "nope"), ("device", "delete", "nope"),
+                 ("device", "create", "a b")):
+        p = fh(*args, "--data-dir", d, check=False)
+        assert p.returncode == 2, (args, p.returncode, p.stderr)
+        assert p.stderr.startswith("fleethub: error:"), p.stderr
+
+
+def test_device_env_data_dir(tmp_path):
+    """FLEETHUB_DATA_DIR selects the data dir when --data-dir is not given."""
+    d = tmp_path / "envdata"
+    env = subprocess_env()
+    env["FLEETHUB_DATA_DIR"] = str(d)
+    p = subprocess.run([sys.executable, "-m", "fleethub", "device", "create", "envdev"], capture_output=True,
+                       text=True, env=env, timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert "envdev" in fh("device", "list", "--data-dir", d).stdout
+
+
+def _start_serve(args: List[str]):
+    proc = subprocess.Popen([sys.executable, "-m", "fleethub", "serve", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=subprocess_env())
+    lines: List[str] = []
+
+    def reader():
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("Register a device"):
+                return
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    t.join(20)
+    return proc, "".join(lines)
+
+
+def test_serve_prints_details_accepts_clients_and_stops_on_sigterm(tmp_path):
+    """serve prints hostname, ports, CA path and service string, serves MQTT, and exits 0 on SIGTERM."""
+    d = tmp_path / "data"
+    dev = json.loads(fh("device", "create", "served", "--data-dir", d).stdout)
+    key = dev["authentication"]["symmetricKey"]["primaryKey"]
+    proc, text = _start_serve(["--data-dir", str(d), "--hostname", "localhost", "--mqtt-port", "0",
+                               "--mqtt-plain-port", "0"])
+    try:
+        assert "fleethub is running" in text, text
+        assert re.search(r"^\s*hostname\s+localhost$", text, re.M), text
+        plain = int(re.search(r"^\s*MQTT plain\s+(\d+)$", text, re.M).group(1))
+        tls = int(re.search(r"^\s*MQTT/TLS\s+(\d+)$", text, re.M).group(1))
+        assert plain > 0 and tls > 0 and plain != tls
+        ca = re.search(r"^\s*CA cert\s+(\S+)", text, re.M).group(1)
+        assert os.path.isfile(ca)
+        with open(ca) as f:
+            assert f.read().startswith("-----BEGIN CERTIFICATE-----")
+        assert re.search(r"^\s*service\s+HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey=\S+$",
+                         text, re.M), text
+
+        # plain MQTT
+        c = RawMqtt(plain)
+        try:
+            rc, sp = c.mqtt_connect("served", username_for("localhost", "served"), sas_for("localhost", "served", key),
+                                    clean_session=True)
+            assert (rc, sp) == (RC_ACCEPTED, 0)
+            c.send(publish_packet(telemetry_topic("served"), b"via cli", qos=1, packet_id=1))
+            assert c.expect(PUBACK).packet_id == 1
+        finally:
+            c.close()
+        # MQTT over TLS, trusting the printed CA
+        import paho.mqtt.client as mqtt
+
+        ev = threading.Event()
+        res = {}
+        cl = mqtt.Client(client_id="served", clean_session=True, protocol=mqtt.MQTTv311, reconnect_on_failure=False)
+        cl.username_pw_set(username_for("localhost", "served"), sas_for("localhost", "served", key))
+        cl.tls_set(ca_certs=ca)
+        cl.on_connect = lambda *a: (res.setdefault("rc", a[3]), ev.set())
+        cl.connect("localhost", tls)
+        cl.loop_start()
+        try:
+            assert ev.wait(10)
+            assert res["rc"] == 0
+        finally:
+            cl.disconnect()
+            cl.loop_stop()
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    # The data dir is released: the CLI can use it again, and the message is there.
+    import fleethub
+
+    h = fleethub.Hub(d, mqtt_port=None, log_level="warning")
+    try:
+        assert [m.body for m in h.events.read()] == [b"via cli"]
+    finally:
+        h.close()
+
+
+def test_serve_with_tls_off_and_create_device(tmp_path):
+    """serve --mqtt-port off prints 'off' for TLS; --create-device registers the device and prints its string."""
+    d = tmp_path / "data"
+    proc, text = _start_serve(["--data-dir", str(d), "--mqtt-port", "off", "--mqtt-plain-port", "0",
+                               "--create-device", "auto1", "--create-device", "auto2"])
+    try:
+        assert re.search(r"^\s*MQTT/TLS\s+off$", text, re.M), text
+        assert "CA cert" not in text
+        devs = re.findall(r"^\s*device\s+HostName=localhost;DeviceId=(\S+?);SharedAccessKey=\S+$", text, re.M)
+        assert devs == ["auto1", "auto2"]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert "auto1\tenabled" in fh("device", "list", "--data-dir", d).stdout
+
+
+def test_device_command_refused_while_hub_holds_data_dir(tmp_path):
+    """While a serving hub holds the data dir, the device command fails with an error instead of corrupting it."""
+    d = tmp_path / "data"
+    proc, text = _start_serve(["--data-dir", str(d), "--mqtt-port", "off", "--mqtt-plain-port", "0"])
+    try:
+        assert "fleethub is running" in text
+        t0 = time.monotonic()
+        p = fh("device", "create", "late", "--data-dir", d, check=False, timeout=20)
+        assert p.returncode != 0
+        assert p.returncode == 2
+        assert "in use" in p.stderr, p.stderr
+        assert time.monotonic() - t0 < 20
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)

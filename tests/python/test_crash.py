@@ -1,0 +1,186 @@
+"""Crash safety: every PUBACKed message survives a SIGKILL of the hub process (PUBACK follows the commit)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Dict, List, Set, Tuple
+
+import paho.mqtt.client as mqtt
+import pytest
+
+import fleethub
+from conftest import publish_many, sas_for, subprocess_env, telemetry_topic, username_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
+
+DEVICE = "crash-dev"
+
+
+def _spawn_hub(data_dir) -> Tuple[subprocess.Popen, int, str]:
+    """Starts `python -m fleethub serve` (plain MQTT only) and returns (process, port, device key)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fleethub", "serve", "--data-dir", str(data_dir), "--hostname", "localhost",
+         "--mqtt-port", "off", "--mqtt-plain-port", "0", "--create-device", DEVICE, "--log-level", "warning"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=subprocess_env())
+    port = key = None
+    lines: List[str] = []
+    deadline = time.monotonic() + 20
+
+    def reader():
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("Register a device"):
+                return
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    t.join(max(0.0, deadline - time.monotonic()))
+    for line in lines:
+        m = re.match(r"\s*MQTT plain\s+(\d+)", line)
+        if m:
+            port = int(m.group(1))
+        m = re.match(r"\s*device\s+(HostName=\S+)", line)
+        if m:
+            key = dict(kv.split("=", 1) for kv in m.group(1).split(";"))["SharedAccessKey"]
+    if port is None or key is None:
+        proc.kill()
+        proc.wait(10)
+        raise AssertionError(f"the hub did not start: {''.join(lines)!r}")
+    return proc, port, key
+
+
+class Streamer:
+    """Publishes QoS 1 messages with unique ids as fast as PUBACKs allow, recording what was acknowledged."""
+
+    def __init__(self, port: int, key: str, tag: str) -> None:
+        self.tag = tag
+        self.lock = threading.Lock()
+        self.acked_mids: List[int] = []
+        self.mid_to_id: Dict[int, str] = {}
+        self.sent = 0
+        self.stop = threading.Event()
+        self.dead = threading.Event()
+        self.connected = threading.Event()
+        c = mqtt.Client(client_id=DEVICE, clean_session=True, protocol=mqtt.MQTTv311, reconnect_on_failure=False)
+        c.username_pw_set(username_for("localhost", DEVICE), sas_for("localhost", DEVICE, key))
+        c.max_inflight_messages_set(200)
+        c.on_connect = lambda cl, ud, fl, rc: rc == 0 and self.connected.set()
+        c.on_disconnect = lambda cl, ud, rc: self.dead.set()
+        c.on_publish = self._on_publish
+        self.client = c
+        c.connect("127.0.0.1", port, keepalive=30)
+        c.loop_start()
+        assert self.connected.wait(10), "no CONNACK"
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _on_publish(self, client, userdata, mid):
+        with self.lock:
+            self.acked_mids.append(mid)
+
+    @property
+    def acked(self) -> int:
+        with self.lock:
+            return len(self.acked_mids)
+
+    def _run(self) -> None:
+        i = 0
+        topic = telemetry_topic(DEVICE, "%24.ct=application%2Fjson&%24.ce=utf-8&stream=" + self.tag)
+        while not self.stop.is_set() and not self.dead.is_set() and i < 60000:
+            if self.sent - self.acked >= 400:
+                time.sleep(0.001)
+                continue
+            uid = f"{self.tag}-{i}"
+            body = json.dumps({"id": uid, "pad": "x" * 100})
+            info = self.client.publish(topic, body, qos=1)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                break
+            with self.lock:
+                self.mid_to_id[info.mid] = uid
+            self.sent += 1
+            i += 1
+
+    def finish(self) -> Tuple[Set[str], Set[str]]:
+        """Stops; returns (ids whose PUBACK arrived, ids handed to the socket)."""
+        self.stop.set()
+        self.thread.join(10)
+        self.client.loop_stop()
+        with self.lock:
+            acked = {self.mid_to_id[m] for m in self.acked_mids}
+            sent = set(self.mid_to_id.values())
+        return acked, sent
+
+
+def _kill_mid_stream(data_dir, tag: str, min_acks: int = 500) -> Tuple[Set[str], Set[str]]:
+    proc, port, key = _spawn_hub(data_dir)
+    try:
+        s = Streamer(port, key, tag)
+        deadline = time.monotonic() + 20
+        while s.acked < min_acks and time.monotonic() < deadline and not s.dead.is_set():
+            time.sleep(0.005)
+        assert s.acked >= min_acks, f"only {s.acked} PUBACKs before the deadline"
+        assert not s.dead.is_set()
+        os.kill(proc.pid, signal.SIGKILL)  # mid-stream: the publisher is still running
+        assert proc.wait(10) == -signal.SIGKILL
+        assert s.dead.wait(10), "the client did not notice the hub died"
+        acked, sent = s.finish()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert len(sent) > len(acked) or len(sent) >= min_acks
+    return acked, sent
+
+
+def _stored(data_dir) -> List[fleethub.Message]:
+    h = fleethub.Hub(data_dir, mqtt_port=None, mqtt_plain_port=None, log_level="warning")
+    try:
+        return list(h.events.read(device_id=DEVICE))
+    finally:
+        h.close()
+
+
+def test_sigkill_loses_no_acknowledged_message(tmp_path):
+    """SIGKILL of the hub mid-stream (after >= 500 PUBACKs), twice: every PUBACKed message is in the log."""
+    data_dir = tmp_path / "crashdata"
+    t0 = time.monotonic()
+
+    acked1, sent1 = _kill_mid_stream(data_dir, "r1")
+    msgs = _stored(data_dir)
+    ids = [m.json()["id"] for m in msgs]  # every stored record decodes
+    missing = acked1 - set(ids)
+    assert not missing, f"{len(missing)} acknowledged messages lost after SIGKILL, e.g. {sorted(missing)[:5]}"
+    assert set(ids) <= sent1, "the log holds messages that were never sent"
+    assert len(ids) == len(set(ids)), "duplicated messages in the log"
+    # per-connection order is kept
+    assert [int(i.split("-")[1]) for i in ids] == sorted(int(i.split("-")[1]) for i in ids)
+    assert all(m.content_type == "application/json" and m.properties == {"stream": "r1"} for m in msgs)
+
+    # The hub restarts on the crashed data dir, takes new traffic, and survives a second SIGKILL as well.
+    acked2, sent2 = _kill_mid_stream(data_dir, "r2")
+    msgs = _stored(data_dir)
+    ids = [m.json()["id"] for m in msgs]
+    assert not (acked1 | acked2) - set(ids)
+    assert set(ids) <= sent1 | sent2
+    assert len(ids) == len(set(ids))
+    seqs = [m.sequence_number for m in msgs]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+
+    # And it is fully usable afterwards.
+    h = fleethub.Hub(data_dir, mqtt_port=None, mqtt_plain_port=0, log_level="warning")
+    try:
+        h.start()
+        publish_many(h, h.devices.get(DEVICE), [b'{"id": "after"}'])
+        last = list(h.events.read(device_id=DEVICE))[-1]
+        assert last.json() == {"id": "after"}
+        assert last.sequence_number == seqs[-1] + 1
+    finally:
+        h.close()
+    assert time.monotonic() - t0 < 60
