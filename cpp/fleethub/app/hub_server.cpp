@@ -122,6 +122,9 @@ void hub_server::stop() {
   if (p_->tls_listener) p_->tls_listener->stop();
   if (p_->plain_listener) p_->plain_listener->stop();
   p_->pool->stop();
+  // Commit callbacks of batches still in the store hand back to the pool's queues: let them all run (FIFO
+  // barrier) before the queues go away.
+  p_->store->submit_and_wait({});
   // Sessions hold sockets of the pool's contexts: drop the engine's links before the contexts go away.
   p_->engine->release_links();
   p_->tls_listener.reset();

@@ -69,7 +69,11 @@ engine::engine(engine_options options, store::backend& store, registry& reg, log
   registry_.on_change([this](const registry_change& c) { on_registry_change(c); });
 }
 
-engine::~engine() { registry_.on_change(nullptr); }
+engine::~engine() {
+  registry_.on_change(nullptr);
+  // Commit callbacks of session erases refer to this engine: let them run before it goes away.
+  store_.submit_and_wait({});
+}
 
 connect_decision engine::authenticate(const connect_request& req, wall_time now) {
   if (req.client_id.empty()) return refuse(connack_code::identifier_rejected, "empty client id");
@@ -147,8 +151,20 @@ connect_decision engine::authenticate(const connect_request& req, wall_time now)
   return connect_decision{connack_code::accepted, std::move(id), {}};
 }
 
+void engine::erase_stored_session_locked(const std::string& client_id) {
+  store::write_batch b;
+  b.ops.push_back(store::erase_op{store::table::sessions, client_id});
+  b.ops.push_back(store::erase_prefix_op{store::table::session_outbound, outbound_prefix(client_id)});
+  ++erasing_[client_id];
+  store_.submit(std::move(b), [this, client_id](const store::commit_result&) {
+    std::lock_guard lk(mu_);
+    if (auto it = erasing_.find(client_id); it != erasing_.end() && --it->second == 0) erasing_.erase(it);
+  });
+}
+
 session_state* engine::load_session_locked(const std::string& client_id) {
   if (auto it = sessions_.find(client_id); it != sessions_.end()) return &it->second;
+  if (erasing_.count(client_id)) return nullptr;
   auto rec = store_.get(store::table::sessions, client_id);
   if (!rec || !*rec) return nullptr;
   auto s = decode_session(**rec);
@@ -184,12 +200,7 @@ attach_result engine::attach(const client_identity& id, bool clean_session, std:
     session_state* s = load_session_locked(id.client_id);
     if (s && s->link) old = std::move(s->link);
     if (clean_session) {
-      if (s && s->persistent) {
-        store::write_batch b;
-        b.ops.push_back(store::erase_op{store::table::sessions, id.client_id});
-        b.ops.push_back(store::erase_prefix_op{store::table::session_outbound, outbound_prefix(id.client_id)});
-        store_.submit(std::move(b), {});
-      }
+      if (s && s->persistent) erase_stored_session_locked(id.client_id);
       sessions_.erase(id.client_id);
       s = nullptr;
     }
@@ -424,17 +435,21 @@ void engine::on_registry_change(const registry_change& c) {
   const auto& d = c.record;
   if (c.what == registry_change::kind::deleted) {
     disconnect_device(d.device_id, "identity deleted");
-    // A deleted identity's persistent sessions go with it.
+    // A deleted identity's persistent sessions (the device's, or its modules') go with it.
     std::lock_guard lk(mu_);
-    store::write_batch b;
+    std::vector<std::string> gone;
     for (auto it = sessions_.begin(); it != sessions_.end();) {
       bool match = it->second.device_id == d.device_id && (d.module_id.empty() || it->second.module_id == d.module_id);
-      if (match && !it->second.link) it = sessions_.erase(it); else ++it;
+      if (match) {
+        if (it->second.persistent) gone.push_back(it->first);
+        if (!it->second.link) { it = sessions_.erase(it); continue; }
+        it->second.persistent = false;  // the live connection is being kicked; nothing of it is kept
+      }
+      ++it;
     }
     auto cid = d.module_id.empty() ? d.device_id : d.device_id + "/" + d.module_id;
-    b.ops.push_back(store::erase_op{store::table::sessions, cid});
-    b.ops.push_back(store::erase_prefix_op{store::table::session_outbound, outbound_prefix(cid)});
-    store_.submit(std::move(b), {});
+    if (std::find(gone.begin(), gone.end(), cid) == gone.end()) gone.push_back(cid);
+    for (auto& g : gone) erase_stored_session_locked(g);
   } else if (!d.enabled && d.module_id.empty()) {
     disconnect_device(d.device_id, "device disabled");
   }

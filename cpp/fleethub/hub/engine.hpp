@@ -116,6 +116,9 @@ class engine {
 
  private:
   session_state* load_session_locked(const std::string& client_id);
+  // Erases a persistent session from the store. Until the erase commits, the client id is remembered so that
+  // a lookup cannot read the old record back from the store and resurrect the session.
+  void erase_stored_session_locked(const std::string& client_id);
   void send_locked(session_state& s, outbound_message m);
   void on_registry_change(const registry_change& c);
 
@@ -126,6 +129,7 @@ class engine {
   mutable std::mutex mu_;
   std::unordered_map<std::string, session_state> sessions_;
   std::unordered_map<std::string, connection_info> connection_states_;  // by client id
+  std::unordered_map<std::string, int> erasing_;  // client id -> session erases not yet committed
   std::atomic<std::size_t> connected_{0};
 };
 

@@ -1,19 +1,30 @@
 #include "fleethub/net/io_pool.hpp"
 
+#include <sched.h>
+
 namespace fleethub::net {
 
 io_pool::io_pool(std::size_t threads, std::chrono::milliseconds tick_interval) : tick_interval_(tick_interval) {
-  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  if (threads == 0) {
+    // A hub pinned to one core (taskset) gains nothing from a second I/O thread, only context switches.
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    threads = sched_getaffinity(0, sizeof set, &set) == 0 ? static_cast<std::size_t>(CPU_COUNT(&set))
+                                                          : std::max(1u, std::thread::hardware_concurrency());
+    threads = std::max<std::size_t>(threads, 1);
+  }
   for (std::size_t i = 0; i < threads; ++i) {
     ticks_.push_back(std::make_unique<tick_list>());
     contexts_.push_back(std::make_unique<boost::asio::io_context>(1));
     timers_.push_back(std::make_unique<boost::asio::steady_timer>(*contexts_.back()));
+    commits_.push_back(std::make_unique<commit_queue>(*contexts_.back()));
   }
 }
 
 io_pool::~io_pool() {
   stop();
   timers_.clear();
+  commits_.clear();
 }
 
 void io_pool::arm(std::size_t i) {

@@ -12,12 +12,14 @@
 #include <thread>
 #include <vector>
 
+#include "fleethub/net/commit_queue.hpp"
 #include "fleethub/net/tick_list.hpp"
 
 namespace fleethub::net {
 
 class io_pool {
  public:
+  // threads == 0: one per CPU this process may run on (its affinity mask, not the machine's core count).
   explicit io_pool(std::size_t threads, std::chrono::milliseconds tick_interval = std::chrono::milliseconds(250));
   ~io_pool();
   void start();
@@ -25,6 +27,7 @@ class io_pool {
   std::size_t next_index();  // round robin
   boost::asio::io_context& at(std::size_t i) { return *contexts_[i]; }
   tick_list& ticks(std::size_t i) { return *ticks_[i]; }
+  commit_queue& commits(std::size_t i) { return *commits_[i]; }
   std::size_t size() const { return contexts_.size(); }
 
  private:
@@ -35,6 +38,7 @@ class io_pool {
   std::vector<std::unique_ptr<tick_list>> ticks_;
   std::vector<std::unique_ptr<boost::asio::io_context>> contexts_;
   std::vector<std::unique_ptr<boost::asio::steady_timer>> timers_;
+  std::vector<std::unique_ptr<commit_queue>> commits_;
   std::vector<guard> guards_;
   std::vector<std::thread> threads_;
   std::chrono::milliseconds tick_interval_;

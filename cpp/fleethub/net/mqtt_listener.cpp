@@ -44,7 +44,8 @@ void mqtt_listener::do_accept() {
       boost::system::error_code rec;
       auto rep = sock.remote_endpoint(rec);
       std::string remote = rec ? "?" : rep.address().to_string() + ":" + std::to_string(rep.port());
-      auto s = std::make_shared<mqtt_session>(std::move(sock), tls_.get(), pool_.ticks(idx), engine_, log_, opts_,
+      auto s = std::make_shared<mqtt_session>(std::move(sock), tls_.get(), pool_.ticks(idx), pool_.commits(idx), engine_,
+                                              log_, opts_,
                                               std::move(remote));
       asio::post(pool_.at(idx), [s] { s->start(); });
     } else {

@@ -42,10 +42,12 @@ std::string hex_upper(const unsigned char* d, unsigned n) {
 
 }  // namespace
 
-mqtt_session::mqtt_session(tcp::socket socket, SSL_CTX* ssl_ctx, tick_list& ticks, hub::engine& engine,
-                           const logger& log, const mqtt_session_options& opts, std::string remote)
+mqtt_session::mqtt_session(tcp::socket socket, SSL_CTX* ssl_ctx, tick_list& ticks, commit_queue& commits,
+                           hub::engine& engine, const logger& log, const mqtt_session_options& opts,
+                           std::string remote)
     : t_(ssl_ctx ? transport(std::move(socket), ssl_ctx) : transport(std::move(socket))),
       ticks_(ticks),
+      commits_(commits),
       engine_(engine),
       log_(log),
       conn_(opts.limits, std::chrono::steady_clock::now()),
@@ -303,29 +305,30 @@ void mqtt_session::flush_telemetry() {
     return;
   }
   ++inflight_batches_;
-  auto ex = t_.socket().get_executor();
   std::vector<std::uint16_t> acks;
   acks.swap(sc.acks);
   std::vector<hub::publish_telemetry> batch;
   batch.swap(sc.telemetry);
   sc.telemetry.reserve(batch.capacity());  // keep the scratch warm for the next read
-  engine_.ingest(std::move(batch), [self = shared_from_this(), ex, acks = std::move(acks)](const store::commit_result& r) {
-    // Runs on the store's writer thread: hop back to the connection's thread.
-    asio::post(ex, [self, acks, ok = r.ok(), msg = r.err.message] {
-      --self->inflight_batches_;
-      if (self->finished_) return;
-      if (!ok) {
-        self->log_.log(log_level::error, "store", "append_failed", msg,
-                       {{"client_id", self->identity_ ? self->identity_->client_id : ""}});
-        // No PUBACK: the client keeps the messages and resends them after reconnecting.
-        self->close("storage failure: " + msg);
-        return;
-      }
-      if (self->closing_) return;
-      for (auto pid : acks) self->conn_.acknowledge(pid);
-      self->pump_write();
-    });
+  engine_.ingest(std::move(batch), [self = shared_from_this(), acks = std::move(acks)](const store::commit_result& r) mutable {
+    // Runs on the store's writer thread: hand back to the connection's thread, batched per thread.
+    self->commits_.push(self, std::move(acks), r.ok(), r.ok() ? std::string() : r.err.message);
   });
+}
+
+void mqtt_session::on_committed(std::vector<std::uint16_t>& acks, bool ok, const std::string& error) {
+  --inflight_batches_;
+  if (finished_) return;
+  if (!ok) {
+    log_.log(log_level::error, "store", "append_failed", error,
+             {{"client_id", identity_ ? identity_->client_id : ""}});
+    // No PUBACK: the client keeps the messages and resends them after reconnecting.
+    close("storage failure: " + error);
+    return;
+  }
+  if (closing_) return;
+  for (auto pid : acks) conn_.acknowledge(pid);
+  pump_write();
 }
 
 void mqtt_session::close(std::string reason, bool graceful) {

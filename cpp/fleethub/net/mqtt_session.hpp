@@ -13,6 +13,7 @@
 
 #include "fleethub/core/log.hpp"
 #include "fleethub/hub/engine.hpp"
+#include "fleethub/net/commit_queue.hpp"
 #include "fleethub/net/tick_list.hpp"
 #include "fleethub/net/transport.hpp"
 #include "fleethub/proto/mqtt/connection.hpp"
@@ -25,10 +26,12 @@ struct mqtt_session_options {
 
 class mqtt_session final : public hub::connection_link,
                            public ticking,
+                           public commit_listener,
                            public std::enable_shared_from_this<mqtt_session> {
  public:
   // `ssl_ctx` null: plain TCP.
-  mqtt_session(tcp::socket socket, SSL_CTX* ssl_ctx, tick_list& ticks, hub::engine& engine, const logger& log,
+  mqtt_session(tcp::socket socket, SSL_CTX* ssl_ctx, tick_list& ticks, commit_queue& commits, hub::engine& engine,
+               const logger& log,
                const mqtt_session_options& opts, std::string remote);
   ~mqtt_session() override;
   void start();
@@ -38,6 +41,8 @@ class mqtt_session final : public hub::connection_link,
   void deliver(hub::outbound_message m) override;
   // ticking (own thread)
   void on_tick(steady_time now) override;
+  // commit_listener (own thread): a telemetry batch is durable (PUBACK it) or failed (close, no PUBACK).
+  void on_committed(std::vector<std::uint16_t>& acks, bool ok, const std::string& error) override;
 
  private:
   void pump_handshake();
@@ -56,6 +61,7 @@ class mqtt_session final : public hub::connection_link,
 
   transport t_;
   tick_list& ticks_;
+  commit_queue& commits_;
   hub::engine& engine_;
   logger log_;
   proto::mqtt::connection conn_;
