@@ -230,8 +230,11 @@ def hub_open_tail(hub):
 
 def hub_batches(tail, timeout):
     """Yields lists of message bodies (bytes). May return on timeout; the caller loops."""
-    for batch in tail.batches(timeout=timeout):
-        yield [m.body for m in batch]
+    while True:
+        batch = tail.get_batch(timeout, properties=False)  # columnar, body-only: the public batch API
+        if not len(batch):
+            return
+        yield batch.bodies
 
 def hub_stop(hub):
     hub.stop()

@@ -19,7 +19,7 @@ from .errors import (
     UnauthorizedError,
     UnavailableError,
 )
-from .events import EventLog, EventTail, partition_for
+from .events import EventBatch, EventLog, EventTail, partition_for
 from .hub import Hub, make_sas_token
 from .message import Message
 
@@ -28,6 +28,7 @@ __all__ = [
     "Hub",
     "Device",
     "DeviceRegistry",
+    "EventBatch",
     "EventLog",
     "EventTail",
     "Message",

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import heapq
-from typing import TYPE_CHECKING, AsyncIterator, Dict, Iterator, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, Iterator, List, Optional, Sequence, Tuple, Union, overload
+from typing import Sequence as TypingSequence
 
 from .errors import InvalidArgumentError
 from .message import Message
@@ -29,6 +30,87 @@ def _to_ms(t: Union[_dt.datetime, float, int]) -> int:
             t = t.replace(tzinfo=_dt.timezone.utc)
         return int(t.timestamp() * 1000)
     return int(float(t) * 1000)
+
+
+class EventBatch(TypingSequence[Message]):
+    """A batch of messages in columns (``bodies``, ``device_ids``, ``sequence_numbers`` ...), as read from the
+    log in one call. Indexing or iterating gives :class:`Message` objects; the columns serve batch consumers
+    (and ``to_pandas()``) without building one object per message."""
+
+    def __init__(self) -> None:
+        self.partitions: List[int] = []
+        self.sequence_numbers: List[int] = []
+        self.device_ids: List[str] = []
+        self.module_ids: List[str] = []
+        self.enqueued_time_ms: List[int] = []
+        self.bodies: List[bytes] = []
+        self._sys: Optional[List[Any]] = []
+        self._app: Optional[List[Any]] = []
+
+    def _extend(self, partition: int, cols: Tuple[Any, ...]) -> None:
+        seqs, devs, mods, times, bodies, sys_props, app_props = cols
+        self.partitions.extend([partition] * len(seqs))
+        self.sequence_numbers.extend(seqs)
+        self.device_ids.extend(devs)
+        self.module_ids.extend(mods)
+        self.enqueued_time_ms.extend(times)
+        self.bodies.extend(bodies)
+        if sys_props is None or self._sys is None:
+            self._sys = self._app = None
+        else:
+            self._sys.extend(sys_props)
+            assert self._app is not None
+            self._app.extend(app_props)
+
+    @property
+    def has_properties(self) -> bool:
+        return self._sys is not None
+
+    def __len__(self) -> int:
+        return len(self.bodies)
+
+    @overload
+    def __getitem__(self, i: int) -> Message: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> List[Message]: ...
+
+    def __getitem__(self, i: Union[int, slice]) -> Union[Message, List[Message]]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return Message(
+            self.partitions[i],
+            self.sequence_numbers[i],
+            self.device_ids[i],
+            self.module_ids[i],
+            self.enqueued_time_ms[i],
+            self.bodies[i],
+            self._sys[i] if self._sys is not None else (),
+            self._app[i] if self._app is not None else (),
+        )
+
+    def __iter__(self) -> Iterator[Message]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def to_pandas(self) -> Any:
+        """A pandas DataFrame with one row per message (needs pandas installed)."""
+        try:
+            import pandas as pd
+        except ImportError as e:  # pragma: no cover - depends on the environment
+            raise ImportError("to_pandas() needs pandas: pip install pandas") from e
+        data: Dict[str, Any] = {
+            "partition": self.partitions,
+            "sequence_number": self.sequence_numbers,
+            "device_id": self.device_ids,
+            "module_id": self.module_ids,
+            "enqueued_time": pd.to_datetime(self.enqueued_time_ms, unit="ms", utc=True),
+            "body": self.bodies,
+        }
+        if self._sys is not None and self._app is not None:
+            data["properties"] = [dict(a) for a in self._app]
+            data["system_properties"] = [dict(s) for s in self._sys]
+        return pd.DataFrame(data)
 
 
 class EventLog:
@@ -173,39 +255,55 @@ class EventTail:
         )
         self._closed = False
 
-    def _drain(self) -> List[Message]:
-        out: List[Message] = []
+    def _drain(self, properties: bool) -> EventBatch:
+        batch = EventBatch()
         for p in self._parts:
-            rows = self._srv.events_read(p, self.positions[p], self._batch_size)
-            if rows:
-                self.positions[p] = rows[-1][1] + 1
-                for t in rows:
-                    if self._device_id is None or t[2] == self._device_id:
-                        out.append(Message._from_core(t))
-        return out
+            cols = self._srv.events_read_columns(p, self.positions[p], self._batch_size, properties)
+            if cols[0]:
+                self.positions[p] = cols[0][-1] + 1
+                batch._extend(p, cols)
+        if self._device_id is not None and len(batch):
+            keep = [i for i, d in enumerate(batch.device_ids) if d == self._device_id]
+            if len(keep) != len(batch):
+                filtered = EventBatch()
+                for name in ("partitions", "sequence_numbers", "device_ids", "module_ids", "enqueued_time_ms", "bodies"):
+                    col = getattr(batch, name)
+                    setattr(filtered, name, [col[i] for i in keep])
+                filtered._sys = [batch._sys[i] for i in keep] if batch._sys is not None else None
+                filtered._app = [batch._app[i] for i in keep] if batch._app is not None else None
+                batch = filtered
+        return batch
 
-    def get(self, timeout: Optional[float] = None) -> List[Message]:
-        """The next batch of new messages; an empty list when ``timeout`` (seconds) passes first."""
-        batch = self._drain()
-        if batch or self._closed:
+    def get_batch(self, timeout: Optional[float] = None, *, properties: bool = True) -> EventBatch:
+        """The next batch of new messages in columns; empty when ``timeout`` (seconds) passes first.
+        ``properties=False`` skips application and system properties (faster for body-only consumers)."""
+        batch = self._drain(properties)
+        if len(batch) or self._closed:
             return batch
         wait_ms = -1 if timeout is None else int(timeout * 1000)
         while True:
             step = 500 if wait_ms < 0 else min(wait_ms, 500)
             ends = [e for (_, e) in self._srv.events_bounds()]
+            if any(ends[p] != self.positions[p] for p in self._parts):
+                batch = self._drain(properties)
+                if len(batch):
+                    return batch
+                continue  # only other devices' messages arrived
             known = list(ends)
             for p in self._parts:
                 known[p] = self.positions[p]
-            if any(ends[p] != self.positions[p] for p in self._parts):
-                return self._drain()
             self._srv.events_wait(known, step)  # GIL released while waiting
-            batch = self._drain()
-            if batch or self._closed:
+            batch = self._drain(properties)
+            if len(batch) or self._closed:
                 return batch
             if wait_ms >= 0:
                 wait_ms -= step
                 if wait_ms <= 0:
-                    return []
+                    return batch
+
+    def get(self, timeout: Optional[float] = None) -> List[Message]:
+        """The next batch of new messages; an empty list when ``timeout`` (seconds) passes first."""
+        return list(self.get_batch(timeout))
 
     def batches(self, timeout: Optional[float] = None) -> Iterator[List[Message]]:
         """Yields non-empty batches until ``timeout`` seconds pass with nothing new (None: forever)."""
