@@ -112,7 +112,7 @@ py::tuple event_to_tuple(const store::event_record& e) {
   auto m = decode_message(e.record);
   if (!m) bindings::raise(m.err());
   py::list sys, app;
-  for (auto& p : m->system_properties) sys.append(py::make_tuple(p.key, p.value));
+  for (auto& p : full_system_properties(*m)) sys.append(py::make_tuple(p.key, p.value));
   for (auto& p : m->app_properties) app.append(py::make_tuple(p.key, p.value));
   return py::make_tuple(e.partition, e.sequence_number, m->device_id, m->module_id, m->enqueued_time_ms,
                         py::bytes(reinterpret_cast<const char*>(m->body.data()), m->body.size()), sys, app);
@@ -343,7 +343,7 @@ PYBIND11_MODULE(_core, m) {
              auto rows = bindings::unwrap(std::move(r));
              py::list seqs, devices, modules, times, bodies, sys, app;
              for (auto& e : rows) {
-               auto m = decode_message(e.record);
+               auto m = with_properties ? decode_message(e.record) : decode_message_without_properties(e.record);
                if (!m) bindings::raise(m.err());
                seqs.append(e.sequence_number);
                devices.append(py::str(m->device_id));
@@ -352,7 +352,7 @@ PYBIND11_MODULE(_core, m) {
                bodies.append(py::bytes(reinterpret_cast<const char*>(m->body.data()), m->body.size()));
                if (with_properties) {
                  py::list sp, ap;
-                 for (auto& p : m->system_properties) sp.append(py::make_tuple(p.key, p.value));
+                 for (auto& p : full_system_properties(*m)) sp.append(py::make_tuple(p.key, p.value));
                  for (auto& p : m->app_properties) ap.append(py::make_tuple(p.key, p.value));
                  sys.append(std::move(sp));
                  app.append(std::move(ap));

@@ -82,6 +82,7 @@ def _serve(a: argparse.Namespace) -> int:
     hub = Hub(a.data_dir, hostname=a.hostname, mqtt_port=a.mqtt_port, mqtt_plain_port=a.mqtt_plain_port,
               bind=a.bind, tls_cert=a.tls_cert, tls_key=a.tls_key, durability=a.durability,
               partitions=a.partitions, log_level=a.log_level)
+    hub.install_stop_signals()  # before the banner: a supervisor may signal as soon as it sees it
     hub.start()
     ports = hub.ports
     print(f"fleethub is running (data dir {os.path.abspath(a.data_dir)})", flush=True)

@@ -103,6 +103,7 @@ class Hub:
         self._server = HubServer(cfg)
         self._pump: Optional[LogPump] = LogPump(self._server, self._logger)
         self._stopped = threading.Event()
+        self._stop_requested = False
         self.data_dir = os.fspath(data_dir)
         self.devices = DeviceRegistry(self)
         self.events = EventLog(self)
@@ -154,16 +155,28 @@ class Hub:
         """Blocks until stop() (or timeout). Returns True if the hub stopped."""
         return self._stopped.wait(timeout)
 
+    def install_stop_signals(self) -> None:
+        """Makes SIGINT and SIGTERM end serve_forever() (main thread only). Called by serve_forever();
+        call it earlier to cover a signal that arrives before serving starts."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def request_stop(*_: Any) -> None:
+            # Only a plain assignment: a signal handler runs between bytecodes of the main thread and must
+            # not take a lock that thread may hold (Event.set() inside Event.wait() would deadlock).
+            self._stop_requested = True
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, request_stop)
+
     def serve_forever(self) -> None:
-        """Starts (if needed) and blocks until SIGINT/SIGTERM, then closes."""
-        if not self.running:
-            self.start()
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, lambda *_: self._stopped.set())
+        """Starts (if needed) and blocks until SIGINT/SIGTERM or stop(), then closes."""
+        self.install_stop_signals()
         try:
-            while not self._stopped.wait(0.5):
-                pass
+            if not self.running and not self._stop_requested:
+                self.start()
+            while not self._stop_requested and not self._stopped.is_set():
+                time.sleep(0.2)
         finally:
             self.close()
 

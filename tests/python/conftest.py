@@ -648,3 +648,8 @@ def subprocess_env() -> Dict[str, str]:
     env["PYTHONPATH"] = str(PYTHON_DIR) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def pytest_configure(config):
+    # paho 1.6.1 and azure-iot-device 2.14.0 build their SSL contexts with deprecated protocol constants
+    config.addinivalue_line("filterwarnings", r"ignore:ssl\.PROTOCOL_TLS.*is deprecated:DeprecationWarning")

@@ -178,6 +178,7 @@ def test_serve_with_tls_off_and_create_device(tmp_path):
         assert "CA cert" not in text
         devs = re.findall(r"^\s*device\s+HostName=localhost;DeviceId=(\S+?);SharedAccessKey=\S+$", text, re.M)
         assert devs == ["auto1", "auto2"]
+        time.sleep(0.3)  # past the start-up window (see test_serve_sigterm_right_after_ready_banner_exits_cleanly)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(15) == 0
     finally:
@@ -207,3 +208,94 @@ def test_device_command_refused_while_hub_holds_data_dir(tmp_path):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(10)
+
+
+_DEADLOCK_SCRIPT = r'''
+import os, signal, sys
+import fleethub
+
+hub = fleethub.Hub(sys.argv[1], mqtt_port=None, mqtt_plain_port=0, log_level="warning")
+hub.start()
+cond = getattr(getattr(hub, "_stopped", None), "_cond", None)
+fired = []
+import threading
+
+
+def fallback():
+    # If serve_forever never waits on that Event (no lock to be caught holding), signal it anyway.
+    if not fired:
+        fired.append(1)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+threading.Timer(1.5, fallback).start()
+
+
+def tracer(frame, event, arg):
+    # Deliver SIGTERM at one precise moment: while serve_forever's Event.wait() still holds the Event's
+    # internal lock (it is about to release it). A real SIGTERM can land there too; this only removes the luck.
+    if event == "call" and not fired and frame.f_code.co_name == "__exit__" and frame.f_locals.get("self") is cond:
+        fired.append(1)
+        os.kill(os.getpid(), signal.SIGTERM)
+    return None
+
+
+sys.settrace(tracer)
+print("serving", flush=True)
+hub.serve_forever()
+sys.settrace(None)
+print("stopped cleanly" if fired else "signal never sent", flush=True)
+'''
+
+
+def test_serve_forever_sigterm_while_waiting_does_not_deadlock(tmp_path):
+    """Hub.serve_forever() stops on a SIGTERM that arrives while its wait loop holds the stop Event's lock
+    (the handler must not block on a lock the interrupted main thread holds)."""
+    script = tmp_path / "serve_forever_sigterm.py"
+    script.write_text(_DEADLOCK_SCRIPT)
+    p = subprocess.Popen([sys.executable, str(script), str(tmp_path / "data")], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=subprocess_env())
+    try:
+        out, err = p.communicate(timeout=8)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate(timeout=10)
+        pytest.fail("serve_forever() deadlocked in its SIGTERM handler (threading.Event.set() called from a "
+                    f"signal handler while Event.wait() held the lock); stdout={out!r}")
+    assert "stopped cleanly" in out, (out, err)
+    assert p.returncode == 0, err
+
+
+_BANNER_SCRIPT = r'''
+import os, signal, sys
+from fleethub import cli
+
+def tracer(frame, event, arg):
+    # The banner ("... (stop: Ctrl-C)") has been printed and flushed when serve_forever() is entered:
+    # a supervisor that saw it may send SIGTERM now.
+    if event == "call" and frame.f_code.co_name == "serve_forever":
+        sys.settrace(None)
+        os.kill(os.getpid(), signal.SIGTERM)
+    return None
+
+sys.settrace(tracer)
+sys.exit(cli.main(sys.argv[1:]))
+'''
+
+
+def test_serve_sigterm_right_after_ready_banner_exits_cleanly(tmp_path):
+    """`fleethub serve` handles a SIGTERM that arrives right after it printed its ready banner: exit status 0
+    after a clean close, not death by the signal's default action."""
+    script = tmp_path / "serve_banner_sigterm.py"
+    script.write_text(_BANNER_SCRIPT)
+    d = tmp_path / "data"
+    p = subprocess.Popen([sys.executable, str(script), "serve", "--data-dir", str(d), "--mqtt-port", "off",
+                          "--mqtt-plain-port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=subprocess_env())
+    try:
+        out, err = p.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate(timeout=10)
+    assert "Register a device" in out, (out, err)
+    assert p.returncode == 0, f"exit status {p.returncode} after SIGTERM following the ready banner; stderr={err!r}"

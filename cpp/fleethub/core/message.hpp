@@ -48,14 +48,32 @@ using property_list = std::vector<property>;
 const std::string* find_property(const property_list& props, std::string_view key);
 void set_property(property_list& props, std::string_view key, std::string value);
 
+// How the sending connection authenticated; IoT Hub reports it as iothub-connection-auth-method JSON.
+enum class connection_auth : std::uint8_t {
+  none = 0,        // not from a device connection (or a record written before this was kept)
+  sas = 1,         // the identity's own SAS key
+  sas_token = 2,   // a shared access policy token acting for the identity
+  x509 = 3,        // an X.509 client certificate
+};
+// {"scope":"device"|"module","type":"sas"|"sasToken"|"x509Certificate","issuer":"iothub","acceptingIpFilterRule":null}
+std::string auth_method_json(connection_auth a, bool module);
+
 struct message {
   std::string device_id;
   std::string module_id;            // empty for a device-level message
   bytes body;
-  property_list system_properties;  // keys from `sysprop`
+  property_list system_properties;  // keys from `sysprop`, as set by the sender (message-id, content-type, ...)
   property_list app_properties;     // user properties, in the order received
   std::int64_t enqueued_time_ms = 0;  // unix ms, stamped by the hub
+  // The connection's identity facts, kept as fields rather than strings on every message: the
+  // iothub-connection-* and iothub-enqueuedtime system properties are derived from them when read.
+  connection_auth auth = connection_auth::none;
+  std::string auth_generation_id;
   bool operator==(const message&) const = default;
 };
+
+// The system properties as a consumer sees them: the sender's plus the hub's (iothub-connection-device-id,
+// -module-id, -auth-method, -auth-generation-id, iothub-enqueuedtime).
+property_list full_system_properties(const message& m);
 
 }  // namespace fleethub

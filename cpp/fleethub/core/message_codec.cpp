@@ -1,5 +1,6 @@
-// Record layout (version 1), all integers little-endian, lengths as LEB128 varints:
+// Record layout (version 2), all integers little-endian, lengths as LEB128 varints:
 //   u8 version | str device_id | str module_id | i64 enqueued_time_ms (8 bytes LE)
+//   | u8 connection_auth | str auth_generation_id      (absent in version 1)
 //   | varint n_sys | n_sys * (str key, str value) | varint n_app | n_app * (str key, str value) | str body
 // where str = varint length + raw bytes.
 #include "fleethub/core/message_codec.hpp"
@@ -74,6 +75,19 @@ class reader {
     pos_ += static_cast<std::size_t>(n);
     return true;
   }
+  bool skip_str() {
+    std::uint64_t n;
+    if (!varint(n) || n > remaining()) return false;
+    pos_ += static_cast<std::size_t>(n);
+    return true;
+  }
+  bool skip_props() {
+    std::uint64_t n;
+    if (!varint(n) || n > remaining() / 2) return false;
+    for (std::uint64_t i = 0; i < n; ++i)
+      if (!skip_str() || !skip_str()) return false;
+    return true;
+  }
   bool props(property_list& out) {
     std::uint64_t n;
     if (!varint(n)) return false;
@@ -95,14 +109,25 @@ class reader {
 
 error truncated() { return make_error(errc::invalid_argument, "message record is truncated or corrupt"); }
 
+std::size_t props_size(const property_list& props) {
+  std::size_t n = 10;
+  for (const auto& p : props) n += p.key.size() + p.value.size() + 20;
+  return n;
+}
+
 }  // namespace
 
 void encode_message_into(const message& m, bytes& out) {
+  // One allocation: an upper bound of the encoded size (varints take at most 10 bytes).
+  out.reserve(out.size() + 64 + m.device_id.size() + m.module_id.size() + m.auth_generation_id.size() +
+              props_size(m.system_properties) + props_size(m.app_properties) + m.body.size());
   out.push_back(message_record_version);
   put_str(out, m.device_id);
   put_str(out, m.module_id);
   auto t = static_cast<std::uint64_t>(m.enqueued_time_ms);
   for (int i = 0; i < 8; ++i) out.push_back(static_cast<std::uint8_t>(t >> (8 * i)));
+  out.push_back(static_cast<std::uint8_t>(m.auth));
+  put_str(out, m.auth_generation_id);
   put_props(out, m.system_properties);
   put_props(out, m.app_properties);
   put_str(out, as_string_view(m.body));
@@ -110,27 +135,42 @@ void encode_message_into(const message& m, bytes& out) {
 
 bytes encode_message(const message& m) {
   bytes out;
-  out.reserve(32 + m.device_id.size() + m.module_id.size() + m.body.size());
   encode_message_into(m, out);
   return out;
 }
 
-result<message> decode_message(bytes_view record) {
+namespace {
+
+result<message> decode(bytes_view record, bool with_properties) {
   reader r(record);
   std::uint8_t version;
   if (!r.u8(version)) return make_error(errc::invalid_argument, "message record is empty");
-  if (version != message_record_version) {
+  if (version != 1 && version != message_record_version) {
     return make_error(errc::schema_mismatch, "message record version " + std::to_string(version) +
-                                                 " is not supported (expected " +
+                                                 " is not supported (expected 1 or " +
                                                  std::to_string(message_record_version) + ")");
   }
   message m;
-  if (!r.str(m.device_id) || !r.str(m.module_id) || !r.i64(m.enqueued_time_ms) ||
-      !r.props(m.system_properties) || !r.props(m.app_properties) || !r.raw(m.body)) {
-    return truncated();
+  if (!r.str(m.device_id) || !r.str(m.module_id) || !r.i64(m.enqueued_time_ms)) return truncated();
+  if (version >= 2) {
+    std::uint8_t auth;
+    if (!r.u8(auth) || auth > static_cast<std::uint8_t>(connection_auth::x509) || !r.str(m.auth_generation_id))
+      return truncated();
+    m.auth = static_cast<connection_auth>(auth);
   }
+  if (with_properties) {
+    if (!r.props(m.system_properties) || !r.props(m.app_properties)) return truncated();
+  } else {
+    if (!r.skip_props() || !r.skip_props()) return truncated();
+  }
+  if (!r.raw(m.body)) return truncated();
   if (r.remaining() != 0) return make_error(errc::invalid_argument, "message record has trailing bytes");
   return m;
 }
+
+}  // namespace
+
+result<message> decode_message(bytes_view record) { return decode(record, true); }
+result<message> decode_message_without_properties(bytes_view record) { return decode(record, false); }
 
 }  // namespace fleethub

@@ -7,10 +7,13 @@
 
 namespace fleethub {
 
-inline constexpr std::uint8_t message_record_version = 1;
+// 2: adds the connection's auth kind and generation id. Version 1 records still decode (auth none).
+inline constexpr std::uint8_t message_record_version = 2;
 
 bytes encode_message(const message& m);
 void encode_message_into(const message& m, bytes& out);  // appends
 result<message> decode_message(bytes_view record);
+// Everything but the properties (left empty): for consumers that only need ids, times and bodies.
+result<message> decode_message_without_properties(bytes_view record);
 
 }  // namespace fleethub

@@ -43,11 +43,6 @@ std::optional<parsed_username> parse_username(std::string_view u) {
   return p;
 }
 
-std::string auth_method_json(std::string_view scope, std::string_view type) {
-  return std::string("{\"scope\":\"") + std::string(scope) + "\",\"type\":\"" + std::string(type) +
-         "\",\"issuer\":\"iothub\",\"acceptingIpFilterRule\":null}";
-}
-
 connect_decision refuse(connack_code c, std::string reason) {
   connect_decision d;
   d.code = c;
@@ -106,7 +101,6 @@ connect_decision engine::authenticate(const connect_request& req, wall_time now)
   id.device_id = device_id;
   id.module_id = module_id;
   id.generation_id = dev.generation_id;
-  const std::string_view scope = module_id.empty() ? "device" : "module";
 
   if (!req.password) {
     // X.509: the TLS layer already proved possession of the key; match the registered thumbprint.
@@ -118,7 +112,7 @@ connect_decision engine::authenticate(const connect_request& req, wall_time now)
       };
       if (!match(dev.primary_thumbprint) && !match(dev.secondary_thumbprint))
         return refuse(connack_code::not_authorized, "client certificate thumbprint is not registered for the device");
-      id.auth_method = auth_method_json(scope, "x509Certificate");
+      id.auth = connection_auth::x509;
       return connect_decision{connack_code::accepted, std::move(id), {}};
     }
     return refuse(connack_code::not_authorized,
@@ -132,7 +126,7 @@ connect_decision engine::authenticate(const connect_request& req, wall_time now)
   if (!resource_covers(token->resource, target))
     return refuse(connack_code::not_authorized, "SAS token resource '" + token->resource + "' does not cover '" + target + "'");
   std::vector<std::string> keys;
-  std::string type = "sas";
+  auto auth = connection_auth::sas;
   if (token->key_name.empty()) {
     if (dev.auth != auth_type::sas) return refuse(connack_code::not_authorized, "device does not use SAS authentication");
     keys = {dev.primary_key, dev.secondary_key};
@@ -142,12 +136,12 @@ connect_decision engine::authenticate(const connect_request& req, wall_time now)
     if (!(pol->rights & device_connect))
       return refuse(connack_code::not_authorized, "policy '" + token->key_name + "' lacks DeviceConnect");
     keys = {pol->primary_key, pol->secondary_key};
-    type = "sasToken";
+    auth = connection_auth::sas_token;
   }
   auto now_s = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
   if (auto v = verify_sas_token(*token, keys, now_s); !v) return refuse(connack_code::not_authorized, v.err().message);
   id.token_expiry_s = token->expiry;
-  id.auth_method = auth_method_json(scope, type);
+  id.auth = auth;
   return connect_decision{connack_code::accepted, std::move(id), {}};
 }
 
@@ -246,7 +240,7 @@ void engine::detach(const client_identity& id, const connection_link* link, std:
   cs.updated_ms = to_unix_ms(std::chrono::system_clock::now());
 }
 
-publish_outcome engine::on_publish(const client_identity& id, const proto::mqtt::publish_packet& p, wall_time now) {
+publish_outcome engine::on_publish(const client_identity& id, proto::mqtt::publish_packet p, wall_time now) {
   auto c = classify_publish(p.topic, id.device_id, id.module_id);
   switch (c.kind) {
     case topic_kind::forbidden:
@@ -264,7 +258,7 @@ publish_outcome engine::on_publish(const client_identity& id, const proto::mqtt:
   message& m = t.msg;
   m.device_id = id.device_id;
   m.module_id = id.module_id;
-  m.body = p.payload;
+  m.body = std::move(p.payload);
   m.system_properties = std::move(bag->system_properties);
   m.app_properties = std::move(bag->app_properties);
   // IoT Hub keeps RETAIN out of the broker and tells the consumer instead.
@@ -278,11 +272,9 @@ publish_outcome engine::on_publish(const client_identity& id, const proto::mqtt:
   m.enqueued_time_ms = to_unix_ms(now);
   if (!find_property(m.system_properties, sysprop::message_id))
     m.system_properties.push_back({std::string(sysprop::message_id), new_uuid()});
-  m.system_properties.push_back({std::string(sysprop::connection_device_id), id.device_id});
-  if (!id.module_id.empty()) m.system_properties.push_back({std::string(sysprop::connection_module_id), id.module_id});
-  m.system_properties.push_back({std::string(sysprop::connection_auth_method), id.auth_method});
-  m.system_properties.push_back({std::string(sysprop::connection_auth_generation_id), id.generation_id});
-  m.system_properties.push_back({std::string(sysprop::enqueued_time), format_iso8601(m.enqueued_time_ms)});
+  // The iothub-connection-* and iothub-enqueuedtime properties are derived from these when read.
+  m.auth = id.auth;
+  m.auth_generation_id = id.generation_id;
   t.partition = partition_for(id.device_id, store_.partition_count());
   return t;
 }

@@ -38,7 +38,7 @@ struct client_identity {
   std::string device_id;
   std::string module_id;
   std::string generation_id;
-  std::string auth_method;           // IoT Hub's iothub-connection-auth-method JSON
+  connection_auth auth = connection_auth::none;  // how it authenticated (iothub-connection-auth-method)
   std::int64_t token_expiry_s = 0;   // 0: no expiry (X.509)
 };
 
@@ -82,7 +82,8 @@ class engine {
   // The connection is gone. No-op if `link` is no longer the session's current link (taken over).
   void detach(const client_identity& id, const connection_link* link, std::string_view reason);
 
-  publish_outcome on_publish(const client_identity& id, const proto::mqtt::publish_packet& p, wall_time now);
+  // Takes the packet by value so the payload moves into the message without a copy.
+  publish_outcome on_publish(const client_identity& id, proto::mqtt::publish_packet p, wall_time now);
 
   // Appends telemetry to the event log with one group-committed batch; `done` runs on the store's writer
   // thread once the batch is durable (or failed).

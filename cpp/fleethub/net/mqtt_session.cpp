@@ -214,20 +214,22 @@ void mqtt_session::handle(proto::mqtt::event& ev) {
         if constexpr (std::is_same_v<T, proto::mqtt::connect_event>) {
           handle_connect(e);
         } else if constexpr (std::is_same_v<T, proto::mqtt::publish_event>) {
-          auto outcome = engine_.on_publish(*identity_, e.packet, std::chrono::system_clock::now());
+          const auto qos = e.packet.qos;
+          const auto pid = e.packet.packet_id;
+          auto outcome = engine_.on_publish(*identity_, std::move(e.packet), std::chrono::system_clock::now());
           auto& sc = scratch();
           if (auto* t = std::get_if<hub::publish_telemetry>(&outcome)) {
             sc.telemetry.push_back(std::move(*t));
-            if (e.packet.qos == 1) sc.acks.push_back(e.packet.packet_id);
+            if (qos == 1) sc.acks.push_back(pid);
           } else if (auto* c = std::get_if<hub::publish_close>(&outcome)) {
             log_.log(log_level::warning, "mqtt", "publish_refused", c->reason,
                      {{"client_id", identity_->client_id}, {"remote", remote_}});
             close(c->reason);
           } else {
             // Acknowledged through the same ordered path, so PUBACKs keep the PUBLISH order (MQTT 4.6).
-            if (e.packet.qos == 1) sc.acks.push_back(e.packet.packet_id);
+            if (qos == 1) sc.acks.push_back(pid);
             log_.log(log_level::debug, "mqtt", "publish_ignored", std::get<hub::publish_ignore>(outcome).reason,
-                     {{"client_id", identity_->client_id}, {"topic", e.packet.topic}});
+                     {{"client_id", identity_->client_id}});
           }
         } else if constexpr (std::is_same_v<T, proto::mqtt::subscribe_event>) {
           auto pid = e.packet.packet_id;

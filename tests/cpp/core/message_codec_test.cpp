@@ -84,10 +84,44 @@ TEST(MessageCodec, TrailingBytesRejected) {
 
 TEST(MessageCodec, UnknownVersion) {
   bytes rec = encode_message(sample());
-  rec[0] = 2;
+  rec[0] = message_record_version + 1;
   auto r = decode_message(rec);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.err().code, errc::schema_mismatch);
+}
+
+TEST(MessageCodec, ConnectionFactsRoundTripAndDeriveSystemProperties) {
+  message m = sample();
+  m.auth = connection_auth::sas_token;
+  m.auth_generation_id = "637556611958535962";
+  m.module_id = "mod";
+  auto r = decode_message(encode_message(m));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(*r, m);
+  auto full = full_system_properties(*r);
+  EXPECT_EQ(*find_property(full, sysprop::connection_device_id), m.device_id);
+  EXPECT_EQ(*find_property(full, sysprop::connection_module_id), "mod");
+  EXPECT_EQ(*find_property(full, sysprop::connection_auth_generation_id), "637556611958535962");
+  EXPECT_EQ(*find_property(full, sysprop::connection_auth_method),
+            "{\"scope\":\"module\",\"type\":\"sasToken\",\"issuer\":\"iothub\",\"acceptingIpFilterRule\":null}");
+  auto light = decode_message_without_properties(encode_message(m));
+  ASSERT_TRUE(light);
+  EXPECT_TRUE(light->system_properties.empty());
+  EXPECT_TRUE(light->app_properties.empty());
+  EXPECT_EQ(light->body, m.body);
+}
+
+TEST(MessageCodec, Version1RecordsStillDecode) {
+  // A version-1 record: no connection fields between the enqueued time and the properties.
+  message m;
+  m.device_id = "d";
+  m.enqueued_time_ms = 5;
+  m.body = to_bytes("hi");
+  bytes v1{1, 1, 'd', 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 'h', 'i'};
+  auto r = decode_message(v1);
+  ASSERT_TRUE(r) << r.err().message;
+  EXPECT_EQ(*r, m);
+  EXPECT_EQ(r->auth, connection_auth::none);
 }
 
 TEST(MessageCodec, GarbageNeverCrashes) {

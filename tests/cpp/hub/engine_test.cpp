@@ -93,7 +93,7 @@ TEST_F(EngineTest, AcceptsDeviceKeyTokenAndStampsAuthMethod) {
   ASSERT_EQ(dec.code, connack_code::accepted) << dec.reason;
   EXPECT_EQ(dec.identity.device_id, "dev1");
   EXPECT_EQ(dec.identity.generation_id, d.generation_id);
-  EXPECT_NE(dec.identity.auth_method.find("\"type\":\"sas\""), std::string::npos);
+  EXPECT_EQ(dec.identity.auth, connection_auth::sas);
 }
 
 TEST_F(EngineTest, SecondaryKeyWorks) {
@@ -174,7 +174,7 @@ TEST_F(EngineTest, ModuleIdentity) {
   auto out = eng_->on_publish(dec.identity, {.topic = "devices/dev1/modules/mod1/messages/events/", .payload = {}},
                               now());
   ASSERT_TRUE(std::holds_alternative<publish_telemetry>(out));
-  EXPECT_EQ(*find_property(std::get<publish_telemetry>(out).msg.system_properties, sysprop::connection_module_id),
+  EXPECT_EQ(*find_property(full_system_properties(std::get<publish_telemetry>(out).msg), sysprop::connection_module_id),
             "mod1");
 }
 
@@ -191,8 +191,12 @@ TEST_F(EngineTest, TelemetryStampingAndTopicRules) {
   auto& m = std::get<publish_telemetry>(out).msg;
   EXPECT_EQ(*find_property(m.system_properties, sysprop::message_id), "m1");
   EXPECT_EQ(*find_property(m.system_properties, sysprop::content_type), "application/json");
-  EXPECT_EQ(*find_property(m.system_properties, sysprop::connection_device_id), "dev1");
-  EXPECT_NE(find_property(m.system_properties, sysprop::enqueued_time), nullptr);
+  auto full = full_system_properties(m);
+  EXPECT_EQ(*find_property(full, sysprop::connection_device_id), "dev1");
+  EXPECT_EQ(*find_property(full, sysprop::connection_auth_generation_id), d.generation_id);
+  EXPECT_EQ(*find_property(full, sysprop::connection_auth_method),
+            "{\"scope\":\"device\",\"type\":\"sas\",\"issuer\":\"iothub\",\"acceptingIpFilterRule\":null}");
+  EXPECT_NE(find_property(full, sysprop::enqueued_time), nullptr);
   EXPECT_EQ(*find_property(m.app_properties, "a"), "1");
   EXPECT_EQ(std::get<publish_telemetry>(out).partition, partition_for("dev1", store_->partition_count()));
 
