@@ -211,35 +211,34 @@ def test_device_command_refused_while_hub_holds_data_dir(tmp_path):
 
 
 _DEADLOCK_SCRIPT = r'''
-import os, signal, sys
+import os, signal, sys, threading
 import fleethub
 
 hub = fleethub.Hub(sys.argv[1], mqtt_port=None, mqtt_plain_port=0, log_level="warning")
 hub.start()
 cond = getattr(getattr(hub, "_stopped", None), "_cond", None)
 fired = []
-import threading
+lock = threading.Lock()
 
 
-def fallback():
-    # If serve_forever never waits on that Event (no lock to be caught holding), signal it anyway.
-    if not fired:
+def fire():
+    with lock:
+        if fired:
+            return
         fired.append(1)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
-threading.Timer(1.5, fallback).start()
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def tracer(frame, event, arg):
     # Deliver SIGTERM at one precise moment: while serve_forever's Event.wait() still holds the Event's
     # internal lock (it is about to release it). A real SIGTERM can land there too; this only removes the luck.
-    if event == "call" and not fired and frame.f_code.co_name == "__exit__" and frame.f_locals.get("self") is cond:
-        fired.append(1)
-        os.kill(os.getpid(), signal.SIGTERM)
+    if event == "call" and cond is not None and frame.f_code.co_name == "__exit__" and frame.f_locals.get("self") is cond:
+        fire()
     return None
 
 
+# An implementation that never waits on that lock still gets its SIGTERM, a little later, from a timer.
+threading.Timer(1.0, fire).start()
 sys.settrace(tracer)
 print("serving", flush=True)
 hub.serve_forever()

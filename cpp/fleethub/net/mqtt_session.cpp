@@ -24,6 +24,7 @@ std::array<std::uint8_t, read_chunk>& thread_read_buffer() {
 struct read_scratch {
   std::vector<hub::publish_telemetry> telemetry;
   std::vector<std::uint16_t> acks;
+  std::vector<proto::mqtt::event> events;
 };
 read_scratch& scratch() {
   thread_local read_scratch s;
@@ -145,6 +146,12 @@ void mqtt_session::pump_read() {
     auto r = t_.read(buf.data(), buf.size());
     if (r.n) {
       on_bytes(bytes_view(buf.data(), r.n));
+      // A short plain read drained the socket: skip the recv that would only say EAGAIN (edge-triggered
+      // epoll reports data that arrives later). TLS may hold whole records inside OpenSSL, so it reads on.
+      if (!t_.tls() && r.n < buf.size() && !closing_) {
+        wait_readable();
+        return;
+      }
       continue;
     }
     switch (r.w) {
@@ -200,8 +207,12 @@ void mqtt_session::pump_write() {
 }
 
 void mqtt_session::on_bytes(bytes_view data) {
-  auto events = conn_.feed(data, std::chrono::steady_clock::now());
+  auto& events = scratch().events;
+  events.clear();
+  conn_.feed(data, std::chrono::steady_clock::now(), events);
+  // handle() may feed again (packets pipelined behind CONNECT): it uses its own vector, not this one.
   for (auto& ev : events) handle(ev);
+  events.clear();
   flush_telemetry();
   pump_write();
 }

@@ -30,19 +30,18 @@ const char* packet_name(const packet& p) {
 connection::connection(const connection_limits& limits, steady_time now)
     : limits_(limits), decoder_(limits.max_packet_size), deadline_(now + limits.connect_timeout) {}
 
-std::vector<event> connection::feed(bytes_view data, steady_time now) {
-  std::vector<event> events;
-  if (state_ == connection_state::closed) return events;
+void connection::feed(bytes_view data, steady_time now, std::vector<event>& events) {
+  if (state_ == connection_state::closed) return;
   decoder_.feed(data);
 
-  auto close = [&](bool graceful, std::string reason) {
+  auto close = [&](bool graceful, std::string reason) -> void {
     state_ = connection_state::closed;
     deadline_ = steady_time::max();
     decoder_ = decoder(0);  // drop buffered input; nothing more is parsed
     events.push_back(close_event{graceful, std::move(reason)});
-    return std::move(events);
+    return;
   };
-  auto decode_failure = [&]() {
+  auto decode_failure = [&]() -> void {
     const auto& st = decoder_.status();
     return close(false, (st.error == decode_error::packet_too_large ? "packet too large: " : "malformed packet: ") +
                             st.detail);
@@ -51,7 +50,7 @@ std::vector<event> connection::feed(bytes_view data, steady_time now) {
   if (state_ == connection_state::awaiting_connect) {
     auto p = decoder_.next();
     if (!p) {
-      if (!decoder_.failed()) return events;
+      if (!decoder_.failed()) return;
       if (decoder_.status().error == decode_error::unsupported_protocol) {
         encode(connack_packet{false, connack_code::unacceptable_protocol_version}, out_);
         return close(false, "unsupported protocol: " + decoder_.status().detail);
@@ -70,7 +69,7 @@ std::vector<event> connection::feed(bytes_view data, steady_time now) {
     // Bound what a client may pipeline before it is authenticated.
     if (decoder_.buffered() > 2 * limits_.max_packet_size)
       return close(false, "too much data sent before CONNACK");
-    return events;
+    return;
   }
 
   while (auto p = decoder_.next()) {
@@ -103,6 +102,12 @@ std::vector<event> connection::feed(bytes_view data, steady_time now) {
     }
   }
   if (decoder_.failed()) return decode_failure();
+  return;
+}
+
+std::vector<event> connection::feed(bytes_view data, steady_time now) {
+  std::vector<event> events;
+  feed(data, now, events);
   return events;
 }
 
