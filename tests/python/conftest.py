@@ -633,9 +633,10 @@ def fleethub_records():
 # ---------------------------------------------------------------------------------------------------------
 # SDK hub: fixed port 8883 (the Azure SDKs always connect there)
 # ---------------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def sdk_hub(tmp_path_factory):
-    """One hub for the SDK tests, listening for MQTT/TLS on 8883 with hostname ``localhost``."""
+    """One hub per SDK test module, listening for MQTT/TLS on 8883 with hostname ``localhost`` (module scope:
+    port 8883 is free again for other tests, e.g. the examples, once the module is done)."""
     d = tmp_path_factory.mktemp("sdkhub")
     hub = fleethub.Hub(d, hostname="localhost", mqtt_port=8883, mqtt_plain_port=None)
     hub.start()

@@ -13,7 +13,6 @@ import fleethub
 from conftest import (
     CONNACK,
     DISCONNECT_PACKET,
-    PINGRESP,
     PUBACK,
     PUBLISH,
     RC_ACCEPTED,
@@ -21,7 +20,6 @@ from conftest import (
     RC_BAD_PROTOCOL,
     RC_ID_REJECTED,
     RC_NOT_AUTHORIZED,
-    SUBACK,
     UNSUBACK,
     ConnectionClosed,
     RawMqtt,
@@ -113,12 +111,9 @@ def test_refused_token_for_another_device(hub, device, paho_clients):
 
 def test_refused_tampered_signature(hub, device, paho_clients):
     """A token whose expiry was edited after signing is refused with CONNACK 5."""
-    tok = sas_for(hub.hostname, device.device_id, device.primary_key, expiry=int(time.time()) + 100)
-    forged = tok.replace(f"se={int(time.time()) + 100}", f"se={int(time.time()) + 99999}")
-    if forged == tok:  # the second ticked: rebuild deterministically
-        exp = int(time.time()) + 100
-        tok = sas_for(hub.hostname, device.device_id, device.primary_key, expiry=exp)
-        forged = tok.replace(f"se={exp}", f"se={exp + 99999}")
+    exp = int(time.time()) + 100
+    tok = sas_for(hub.hostname, device.device_id, device.primary_key, expiry=exp)
+    forged = tok.replace(f"se={exp}", f"se={exp + 99999}")
     assert forged != tok
     c = paho_clients(hub, device.device_id, None, password=forged)
     assert c.connect() == RC_NOT_AUTHORIZED
@@ -927,3 +922,119 @@ def test_hub_stop_closes_connections(hub, device):
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
     assert [m.body for m in hub.events.read()] == [b"before stop"]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Policy tokens, modules, and session lifetime tied to the identity
+# ---------------------------------------------------------------------------------------------------------
+def test_policy_token_with_device_connect_is_accepted(hub, device):
+    """A token signed with the 'device' shared access policy (skn=device) authenticates any device."""
+    key = hub.policies()["device"]["primary_key"]
+    tok = fleethub.make_sas_token(f"{hub.hostname}/devices/{device.device_id}", key, key_name="device")
+    c = RawMqtt(hub.ports["mqtt"])
+    try:
+        rc, _ = c.mqtt_connect(device.device_id, username_for(hub.hostname, device.device_id), tok, clean_session=True)
+        assert rc == RC_ACCEPTED
+        c.send(publish_packet(telemetry_topic(device.device_id), b"policy", qos=1, packet_id=1))
+        c.expect(PUBACK)
+    finally:
+        c.close()
+    (m,) = list(hub.events.read())
+    assert json.loads(m.system_properties["iothub-connection-auth-method"])["type"] == "sasToken"
+    # a hub-wide resource is covered too
+    tok2 = fleethub.make_sas_token(hub.hostname, key, key_name="device")
+    rc, _, _ = _raw_connack(hub, device.device_id, username_for(hub.hostname, device.device_id), tok2,
+                            clean_session=True)
+    assert rc == RC_ACCEPTED
+
+
+def test_policy_token_without_device_connect_is_refused(hub, device):
+    """A token signed with the 'service' policy (no DeviceConnect right) is refused with CONNACK 5."""
+    key = hub.policies()["service"]["primary_key"]
+    tok = fleethub.make_sas_token(f"{hub.hostname}/devices/{device.device_id}", key, key_name="service")
+    rc, _, closed = _raw_connack(hub, device.device_id, username_for(hub.hostname, device.device_id), tok)
+    assert rc == RC_NOT_AUTHORIZED and closed
+    bad = fleethub.make_sas_token(f"{hub.hostname}/devices/{device.device_id}", key, key_name="no-such-policy")
+    rc, _, _ = _raw_connack(hub, device.device_id, username_for(hub.hostname, device.device_id), bad)
+    assert rc == RC_NOT_AUTHORIZED
+
+
+def test_module_identity_telemetry(hub, device):
+    """A module connects as '{device}/{module}' and its telemetry carries the module id."""
+    mod = hub.devices.create_module(device.device_id, "mod1")
+    assert mod.module_id == "mod1"
+    assert ";ModuleId=mod1;" in mod.connection_string
+    c = RawMqtt(hub.ports["mqtt"])
+    try:
+        tok = fleethub.make_sas_token(f"{hub.hostname}/devices/{device.device_id}/modules/mod1", mod.primary_key)
+        rc, _ = c.mqtt_connect(f"{device.device_id}/mod1", f"{hub.hostname}/{device.device_id}/mod1/?api-version=x",
+                               tok, clean_session=True)
+        assert rc == RC_ACCEPTED
+        c.send(publish_packet(f"devices/{device.device_id}/modules/mod1/messages/events/k=v", b"from module",
+                              qos=1, packet_id=1))
+        assert c.expect(PUBACK).packet_id == 1
+    finally:
+        c.close()
+    (m,) = list(hub.events.read())
+    assert (m.device_id, m.module_id, m.body, m.properties) == ("dev1", "mod1", b"from module", {"k": "v"})
+    assert m.system_properties["iothub-connection-module-id"] == "mod1"
+
+
+def test_module_cannot_publish_as_its_device(hub, device):
+    """A module publishing on its parent device's own telemetry topic is disconnected; nothing is stored."""
+    mod = hub.devices.create_module(device.device_id, "mod1")
+    c = RawMqtt(hub.ports["mqtt"])
+    try:
+        tok = fleethub.make_sas_token(f"{hub.hostname}/devices/{device.device_id}/modules/mod1", mod.primary_key)
+        rc, _ = c.mqtt_connect(f"{device.device_id}/mod1", f"{hub.hostname}/{device.device_id}/mod1/?api-version=x",
+                               tok, clean_session=True)
+        assert rc == RC_ACCEPTED
+        c.send(publish_packet(telemetry_topic(device.device_id), b"impostor", qos=1, packet_id=1))
+        with pytest.raises(ConnectionClosed):
+            while True:
+                assert c.read_packet(5).type != PUBACK
+    finally:
+        c.close()
+    assert _count(hub) == 0
+
+
+def test_unsubscribe_persists_across_restart(hub_factory, data_dir):
+    """An UNSUBSCRIBE on a persistent session is remembered after a hub restart."""
+    hub = hub_factory(data_dir)
+    dev = hub.devices.create("dev1")
+    c, _ = raw_device(hub, dev)
+    f = devicebound_filter("dev1")
+    assert c.subscribe(1, [(f, 1)]) == [1]
+    c.send(unsubscribe_packet(2, [f]))
+    c.expect(UNSUBACK)
+    c.ping()
+    c.close()
+    hub.close()
+    hub = hub_factory(data_dir)
+    with pytest.raises(fleethub.NotFoundError):
+        hub._publish_to_client("dev1", "devices/dev1/messages/devicebound/x", b"", 1)
+    c, sp = raw_device(hub, dev)
+    try:
+        assert sp == 1
+    finally:
+        c.close()
+
+
+def test_deleting_a_device_drops_its_persistent_session(hub, device):
+    """A deleted and re-created device starts without the old persistent session or its queued messages."""
+    c, _ = raw_device(hub, device)
+    assert c.subscribe(1, [(devicebound_filter("dev1"), 1)]) == [1]
+    c.send(DISCONNECT_PACKET)
+    assert c.wait_closed(5)
+    c.close()
+    hub._publish_to_client("dev1", "devices/dev1/messages/devicebound/old", b"queued for the old identity", 1)
+    hub.devices.delete("dev1")
+    with pytest.raises(fleethub.NotFoundError):
+        hub._publish_to_client("dev1", "devices/dev1/messages/devicebound/x", b"", 1)
+    again = hub.devices.create("dev1")
+    c, sp = raw_device(hub, again)
+    try:
+        assert sp == 0
+        c.ping()  # nothing queued for the old identity arrives first
+    finally:
+        c.close()

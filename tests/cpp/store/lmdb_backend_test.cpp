@@ -658,3 +658,17 @@ TEST(lmdb, CloseFromACallbackStopsTheWriter) {
   EXPECT_EQ(called.load(), 2);
   EXPECT_EQ(db->end_sequence(0), 1u);
 }
+
+TEST(lmdb, CallbackCapturesAreReleasedBeforeALaterBarrierReturns) {
+  // A caller uses submit_and_wait({}) as a barrier before destroying what earlier callbacks captured: by the
+  // time the barrier returns, those captures must be gone (not merely the callbacks run).
+  temp_dir dir;
+  auto db = must_open(small_options(dir.path()));
+  for (int round = 0; round < 50; ++round) {
+    auto token = std::make_shared<int>(round);
+    std::weak_ptr<int> watch = token;
+    db->submit(append(0, "x"), [token = std::move(token)](const commit_result&) {});
+    EXPECT_TRUE(db->submit_and_wait({}).ok());
+    EXPECT_TRUE(watch.expired()) << "round " << round;
+  }
+}

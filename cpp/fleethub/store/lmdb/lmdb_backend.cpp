@@ -789,6 +789,9 @@ void lmdb_backend_impl::commit_group() {
     } catch (...) {
       // A throwing callback must not take the writer (and every later commit) down with it.
     }
+    // Release what the callback captured before the next one runs: a later callback may be a barrier
+    // (submit_and_wait) whose caller then destroys what those captures point into.
+    p.cb = nullptr;
   }
   work_.clear();
   work_ops_ = 0;
