@@ -182,6 +182,14 @@ session_state* engine::load_session_locked(const std::string& client_id) {
     after = rows->back().key;
     if (rows->size() < 1000) break;
   }
+  // After a restart nothing is known about what reached the client: treat the first window as delivered
+  // (resent with DUP on attach) and the rest as not yet sent.
+  s->durable_end = s->next_seq;
+  std::size_t n = 0;
+  for (auto& [seq, m] : s->inflight) {
+    if (n++ == options_.max_inflight_outbound) break;
+    s->delivered_end = seq + 1;
+  }
   auto [it, _] = sessions_.emplace(client_id, std::move(*s));
   return &it->second;
 }
@@ -213,12 +221,14 @@ attach_result engine::attach(const client_identity& id, bool clean_session, std:
     } else {
       r.session_present = true;
       for (auto& [seq, m] : s->inflight) {
+        if (seq >= s->delivered_end) break;
         auto copy = m;
         copy.dup = true;
         r.resend.push_back(std::move(copy));
       }
     }
     s->link = std::move(link);
+    pump_locked(*s);  // posted deliveries go out after the CONNACK and the resends
     auto& cs = connection_states_[id.client_id];
     if (!cs.connected) connected_.fetch_add(1, std::memory_order_relaxed);
     cs.connected = true;
@@ -365,6 +375,7 @@ void engine::on_puback(const client_identity& id, std::uint16_t packet_id) {
       store_.submit(std::move(b), {});
     }
     s.inflight.erase(m);
+    pump_locked(s);
     return;
   }
 }
@@ -399,18 +410,37 @@ void engine::send_locked(session_state& s, outbound_message m) {
   auto seq = s.next_seq++;
   s.inflight.emplace(seq, m);
   if (!s.persistent) {
-    if (s.link) s.link->deliver(std::move(m));
+    s.durable_end = s.next_seq;
+    pump_locked(s);
     return;
   }
   store::write_batch b;
   b.ops.push_back(store::put_op{store::table::session_outbound, outbound_key(s.client_id, seq), encode_outbound(m)});
   b.ops.push_back(store::put_op{store::table::sessions, s.client_id, encode_session(s)});
-  // Deliver after the message is durable, so a PUBACK can never precede the record it deletes.
-  std::weak_ptr<connection_link> link = s.link;
-  store_.submit(std::move(b), [link, m = std::move(m)](const store::commit_result& r) mutable {
+  // Deliver only once the message is durable, so a PUBACK can never precede the record it deletes.
+  store_.submit(std::move(b), [this, client_id = s.client_id, seq](const store::commit_result& r) {
     if (!r.ok()) return;
-    if (auto l = link.lock()) l->deliver(std::move(m));
+    std::lock_guard lk(mu_);
+    auto it = sessions_.find(client_id);
+    if (it == sessions_.end()) return;
+    it->second.durable_end = std::max(it->second.durable_end, seq + 1);
+    pump_locked(it->second);
   });
+}
+
+void engine::pump_locked(session_state& s) {
+  if (!s.link) return;
+  std::size_t unacked = 0;
+  for (auto& [seq, m] : s.inflight) {
+    if (seq >= s.delivered_end) break;
+    ++unacked;
+  }
+  for (auto it = s.inflight.lower_bound(s.delivered_end);
+       it != s.inflight.end() && it->first < s.durable_end && unacked < options_.max_inflight_outbound; ++it) {
+    s.link->deliver(it->second);
+    s.delivered_end = it->first + 1;
+    ++unacked;
+  }
 }
 
 void engine::disconnect_device(std::string_view device_id, const std::string& reason) {

@@ -29,7 +29,7 @@ struct engine_options {
   std::string hostname = "localhost";       // canonical hub host name (user id of system events)
   std::size_t max_message_size = 256 * 1024;  // IoT Hub's D2C limit: body + properties
   std::size_t max_subscriptions = 16;
-  std::size_t max_inflight_outbound = 100;  // QoS 1 messages sent to one client before its PUBACKs
+  std::size_t max_inflight_outbound = 100;  // QoS 1 messages sent to one client and not yet acknowledged
 };
 
 // Who a connection is, once authenticated.
@@ -121,6 +121,9 @@ class engine {
   // a lookup cannot read the old record back from the store and resurrect the session.
   void erase_stored_session_locked(const std::string& client_id);
   void send_locked(session_state& s, outbound_message m);
+  // Hands durable, not yet delivered messages to the live connection while fewer than
+  // max_inflight_outbound are unacknowledged.
+  void pump_locked(session_state& s);
   void on_registry_change(const registry_change& c);
 
   engine_options options_;

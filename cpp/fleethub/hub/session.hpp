@@ -43,6 +43,10 @@ struct session_state {
   std::map<std::uint64_t, outbound_message> inflight;
   std::uint16_t next_packet_id = 1;
   std::uint64_t next_seq = 0;
+  // Flow control: seqs below delivered_end were handed to a connection at least once; seqs below durable_end
+  // are stored (persistent sessions deliver nothing before it is durable). Not persisted.
+  std::uint64_t delivered_end = 0;
+  std::uint64_t durable_end = 0;
   std::shared_ptr<connection_link> link;  // null while the client is offline
 };
 

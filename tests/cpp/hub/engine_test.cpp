@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <future>
+#include <thread>
 
 #include "fleethub/core/message_codec.hpp"
 #include "fleethub/hub/sas.hpp"
@@ -297,6 +298,47 @@ TEST_F(EngineTest, PersistentSessionSurvivesReopenWithUnackedMessages) {
   EXPECT_TRUE(eng_->publish_to_client("dev1", "devices/dev1/messages/devicebound/c", to_bytes("three"), 1));
   ASSERT_TRUE(l2->wait_delivered(1));
   EXPECT_NE(l2->delivered[0].packet_id, a.resend[0].packet_id) << "packet ids of in-flight messages are not reused";
+}
+
+TEST_F(EngineTest, OutboundWindowLimitsUnacknowledgedDeliveries) {
+  close();
+  store::lmdb_options o;
+  o.path = dir_.string();
+  store_ = std::move(*store::open_lmdb(o));
+  reg_ = std::make_unique<registry>(*store_, [] { return std::int64_t{1700000000000}; });
+  engine_options eo;
+  eo.max_inflight_outbound = 2;
+  eng_ = std::make_unique<engine>(eo, *store_, *reg_, logger{});
+  auto d = make_device("dev1");
+  auto id = eng_->authenticate(request(d), now()).identity;
+  auto l1 = std::make_shared<recording_link>();
+  eng_->attach(id, false, l1);
+  std::promise<void> subscribed;
+  eng_->subscribe(id, {{"devices/dev1/messages/devicebound/#", 1}}, [&](auto) { subscribed.set_value(); });
+  subscribed.get_future().get();
+  for (int i = 0; i < 5; ++i)
+    ASSERT_TRUE(eng_->publish_to_client("dev1", "devices/dev1/messages/devicebound/", to_bytes(std::to_string(i)), 1));
+  ASSERT_TRUE(l1->wait_delivered(2));
+  store_->submit_and_wait({});  // every message is durable by now
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_EQ(l1->delivered.size(), 2u) << "only the window is in flight";
+  eng_->on_puback(id, l1->delivered[0].packet_id);
+  ASSERT_TRUE(l1->wait_delivered(3));
+  EXPECT_EQ(as_string_view(l1->delivered[2].payload), "2") << "in order";
+  // Reconnect: the unacknowledged two are resent with DUP, the rest follow as the window allows.
+  eng_->detach(id, l1.get(), "gone");
+  auto l2 = std::make_shared<recording_link>();
+  auto a = eng_->attach(id, false, l2);
+  ASSERT_EQ(a.resend.size(), 2u);
+  EXPECT_EQ(as_string_view(a.resend[0].payload), "1");
+  EXPECT_EQ(as_string_view(a.resend[1].payload), "2");
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_TRUE(l2->delivered.empty()) << "window still full";
+  eng_->on_puback(id, a.resend[0].packet_id);
+  eng_->on_puback(id, a.resend[1].packet_id);
+  ASSERT_TRUE(l2->wait_delivered(2));
+  EXPECT_EQ(as_string_view(l2->delivered[0].payload), "3");
+  EXPECT_EQ(as_string_view(l2->delivered[1].payload), "4");
 }
 
 TEST_F(EngineTest, CleanSessionDropsState) {
