@@ -96,7 +96,7 @@ class EventBatch(TypingSequence[Message]):
     def to_pandas(self) -> Any:
         """A pandas DataFrame with one row per message (needs pandas installed)."""
         try:
-            import pandas as pd
+            import pandas as pd  # type: ignore[import-untyped,unused-ignore]
         except ImportError as e:  # pragma: no cover - depends on the environment
             raise ImportError("to_pandas() needs pandas: pip install pandas") from e
         data: Dict[str, Any] = {
