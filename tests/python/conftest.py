@@ -28,12 +28,13 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PYTHON_DIR = REPO_ROOT / "python"
-if str(PYTHON_DIR) not in sys.path:  # the suite also works without PYTHONPATH=python
-    sys.path.insert(0, str(PYTHON_DIR))
 
+# The suite tests whichever fleethub is importable: the installed wheel (tools/test.sh), or the in-tree package
+# with PYTHONPATH=python after a dev build. Child processes get the same one.
 import fleethub  # noqa: E402
 import paho.mqtt.client as mqtt  # noqa: E402
+
+PYTHON_DIR = Path(fleethub.__file__).resolve().parent.parent
 
 API_VERSION = "2021-04-12"
 WAIT = 10.0  # the upper bound of every wait in this suite
