@@ -352,8 +352,10 @@ result<void> registry::remove(std::string_view device_id, std::string_view modul
   return {};
 }
 
-result<std::vector<device_record>> registry::list(std::string_view after, std::size_t limit) const {
-  auto rows = store_.scan(store::table::devices, {}, after, limit);
+namespace {
+
+// Decodes a scan of device or module records; a corrupt record fails the whole listing.
+result<std::vector<device_record>> decode_rows(result<std::vector<store::key_value>> rows) {
   if (!rows) return rows.err();
   std::vector<device_record> out;
   out.reserve(rows->size());
@@ -365,18 +367,16 @@ result<std::vector<device_record>> registry::list(std::string_view after, std::s
   return out;
 }
 
+}  // namespace
+
+result<std::vector<device_record>> registry::list(std::string_view after, std::size_t limit) const {
+  return decode_rows(store_.scan(store::table::devices, {}, after, limit));
+}
+
 result<std::vector<device_record>> registry::list_modules(std::string_view device_id) const {
   std::string prefix(device_id);
   prefix.push_back('\0');
-  auto rows = store_.scan(store::table::modules, prefix, {}, 1000);
-  if (!rows) return rows.err();
-  std::vector<device_record> out;
-  for (auto& kv : *rows) {
-    auto d = decode_device_record(kv.value);
-    if (!d) return d.err();
-    out.push_back(std::move(*d));
-  }
-  return out;
+  return decode_rows(store_.scan(store::table::modules, prefix, {}, 1000));
 }
 
 result<registry::statistics> registry::stats() const {
