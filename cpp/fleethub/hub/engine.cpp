@@ -443,12 +443,13 @@ void engine::pump_locked(session_state& s) {
   }
 }
 
-void engine::disconnect_device(std::string_view device_id, const std::string& reason) {
+void engine::disconnect_device(std::string_view device_id, const std::string& reason, std::string_view module_id) {
   std::vector<std::shared_ptr<connection_link>> kick;
   {
     std::lock_guard lk(mu_);
     for (auto& [cid, s] : sessions_)
-      if (s.device_id == device_id && s.link) kick.push_back(s.link);
+      if (s.device_id == device_id && (module_id.empty() || s.module_id == module_id) && s.link)
+        kick.push_back(s.link);
   }
   for (auto& l : kick) l->kick(reason);
 }
@@ -456,7 +457,7 @@ void engine::disconnect_device(std::string_view device_id, const std::string& re
 void engine::on_registry_change(const registry_change& c) {
   const auto& d = c.record;
   if (c.what == registry_change::kind::deleted) {
-    disconnect_device(d.device_id, "identity deleted");
+    disconnect_device(d.device_id, "identity deleted", d.module_id);
     // A deleted identity's persistent sessions (the device's, or its modules') go with it.
     std::lock_guard lk(mu_);
     std::vector<std::string> gone;

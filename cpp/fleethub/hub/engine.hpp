@@ -102,8 +102,8 @@ class engine {
   // restarts. Errors: not_found (no session subscribed to a matching filter).
   result<void> publish_to_client(std::string_view client_id, std::string topic, bytes payload, std::uint8_t qos);
 
-  // Kicks every live connection of a device (and its modules); used on disable and delete.
-  void disconnect_device(std::string_view device_id, const std::string& reason);
+  // Kicks every live connection of a device and its modules (or of one module); used on disable and delete.
+  void disconnect_device(std::string_view device_id, const std::string& reason, std::string_view module_id = {});
 
   struct connection_info { bool connected = false; std::int64_t updated_ms = 0; };
   connection_info connection_state(std::string_view device_id, std::string_view module_id = {}) const;

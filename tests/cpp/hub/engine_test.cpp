@@ -369,6 +369,23 @@ TEST_F(EngineTest, DisableAndDeleteKickLiveConnections) {
   EXPECT_EQ(l1->kicks.size(), 2u);
 }
 
+TEST_F(EngineTest, DeletingAModuleKicksOnlyThatModule) {
+  auto d = make_device("dev1");
+  auto m = *reg_->create({.device_id = "dev1", .module_id = "mod1"});
+  auto dev_id = eng_->authenticate(request(d), now()).identity;
+  connect_request r;
+  r.client_id = "dev1/mod1";
+  r.username = "hub.local/dev1/mod1/";
+  r.password = make_sas_token("hub.local/devices/dev1/modules/mod1", m.primary_key, 4102444800);
+  auto mod_id = eng_->authenticate(r, now()).identity;
+  auto ld = std::make_shared<recording_link>(), lm = std::make_shared<recording_link>();
+  eng_->attach(dev_id, true, ld);
+  eng_->attach(mod_id, true, lm);
+  ASSERT_TRUE(reg_->remove("dev1", "mod1"));
+  EXPECT_EQ(lm->kicks.size(), 1u);
+  EXPECT_TRUE(ld->kicks.empty()) << "the device's own connection stays";
+}
+
 TEST(Topics, PartitionIsStableFnv1a) {
   // FNV-1a 32 of "dev1" is 0x690992f7 (computed independently in Python; fleethub.partition_for agrees).
   EXPECT_EQ(partition_for("dev1", 4), 0x690992f7u % 4);
