@@ -577,6 +577,8 @@ def run_fanin_cell(broker, cfg, qos: int, rate: int) -> dict:
         "connect_failures": pubs.get("connect_failures"),
         "puback_p99_ms": (pubs.get("puback_latency_ms") or {}).get("p99") if qos else None,
         "rss_mb": (mem.get("VmRSS") or 0) / 1024, "hwm_mb": (mem.get("VmHWM") or 0) / 1024,
+        # RssAnon leaves out file-backed pages: the hub maps its LMDB file, whose cached pages count in VmRSS.
+        "rss_anon_mb": (mem.get("RssAnon") or 0) / 1024,
         "gen_cpu_pct": pubs.get("gen_cpu_pct"),
         "gen_send_lag_p99_ms": (pubs.get("send_lag_ms") or {}).get("p99"),
         "consumer_cpu_pct": cons.get("cpu_window_pct"),
@@ -631,6 +633,7 @@ FANIN_METRICS = [
     ("lost", "lost", "{:.0f}", None),
     ("dup", "dups", "{:.0f}", None),
     ("rss_mb", "RSS MB", "{:.1f}", "mosq/hub"),
+    ("rss_anon_mb", "RSS anon MB", "{:.1f}", "mosq/hub"),
     ("gen_cpu_pct", "gen CPU%", "{:.0f}", None),
     ("consumer_cpu_pct", "consumer CPU%", "{:.0f}", None),
 ]
