@@ -18,6 +18,7 @@ import queue
 import socket
 import ssl
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -643,6 +644,25 @@ def sdk_hub(tmp_path_factory):
     hub.start()
     yield hub
     hub.close()
+
+
+def start_serve(args: List[str], stderr: Optional[int] = subprocess.PIPE) -> Tuple["subprocess.Popen[str]", str]:
+    """Starts `python -m fleethub serve ARGS` and returns (process, banner text up to its ready line)."""
+    proc = subprocess.Popen([sys.executable, "-m", "fleethub", "serve", *args], stdout=subprocess.PIPE,
+                            stderr=stderr, text=True, env=subprocess_env())
+    lines: List[str] = []
+
+    def reader() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("Register a device"):
+                return
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    t.join(20)
+    return proc, "".join(lines)
 
 
 def subprocess_env() -> Dict[str, str]:

@@ -24,6 +24,7 @@ from conftest import (
     subprocess_env,
     telemetry_topic,
     username_for,
+    start_serve,
 )
 
 pytestmark = pytest.mark.timeout(60)
@@ -88,20 +89,7 @@ def test_device_env_data_dir(tmp_path):
 
 
 def _start_serve(args: List[str]):
-    proc = subprocess.Popen([sys.executable, "-m", "fleethub", "serve", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=subprocess_env())
-    lines: List[str] = []
-
-    def reader():
-        for line in proc.stdout:
-            lines.append(line)
-            if line.startswith("Register a device"):
-                return
-
-    t = threading.Thread(target=reader, daemon=True)
-    t.start()
-    t.join(20)
-    return proc, "".join(lines)
+    return start_serve(args)
 
 
 def test_serve_prints_details_accepts_clients_and_stops_on_sigterm(tmp_path):

@@ -17,7 +17,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 import fleethub
-from conftest import publish_many, sas_for, subprocess_env, telemetry_topic, username_for
+from conftest import publish_many, sas_for, start_serve, subprocess_env, telemetry_topic, username_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
@@ -26,23 +26,11 @@ DEVICE = "crash-dev"
 
 def _spawn_hub(data_dir) -> Tuple[subprocess.Popen, int, str]:
     """Starts `python -m fleethub serve` (plain MQTT only) and returns (process, port, device key)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fleethub", "serve", "--data-dir", str(data_dir), "--hostname", "localhost",
-         "--mqtt-port", "off", "--mqtt-plain-port", "0", "--create-device", DEVICE, "--log-level", "warning"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=subprocess_env())
+    proc, banner = start_serve(
+        ["--data-dir", str(data_dir), "--hostname", "localhost", "--mqtt-port", "off", "--mqtt-plain-port", "0",
+         "--create-device", DEVICE, "--log-level", "warning"], stderr=subprocess.DEVNULL)
     port = key = None
-    lines: List[str] = []
-    deadline = time.monotonic() + 20
-
-    def reader():
-        for line in proc.stdout:
-            lines.append(line)
-            if line.startswith("Register a device"):
-                return
-
-    t = threading.Thread(target=reader, daemon=True)
-    t.start()
-    t.join(max(0.0, deadline - time.monotonic()))
+    lines = banner.splitlines()
     for line in lines:
         m = re.match(r"\s*MQTT plain\s+(\d+)", line)
         if m:
