@@ -6,6 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/bootstrap.sh
 PY=${PYTHON:-python3}
-$PY -m pip install -q --disable-pip-version-check --root-user-action=ignore --no-build-isolation \
+$PY -m pip install -q --disable-pip-version-check --root-user-action=ignore --break-system-packages --no-build-isolation \
   -C build-dir=build/wheel .
 exec $PY -m fleethub serve "$@"

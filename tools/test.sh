@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 bash tools/bootstrap.sh
 PY=${PYTHON:-python3}
 BUILD_DIR=${FLEETHUB_BUILD_DIR:-build/ci}
-$PY -m pip install -q --disable-pip-version-check --root-user-action=ignore --no-build-isolation \
+$PY -m pip install -q --disable-pip-version-check --root-user-action=ignore --break-system-packages --no-build-isolation \
   -C build-dir="$BUILD_DIR" -C cmake.build-type=RelWithDebInfo \
   -C cmake.define.FLEETHUB_BUILD_TESTS=ON -C cmake.define.FLEETHUB_BUILD_BENCH=ON \
   -C build.verbose=false .
