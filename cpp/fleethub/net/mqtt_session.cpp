@@ -292,6 +292,7 @@ void mqtt_session::handle_connect(proto::mqtt::connect_event& ev) {
     return;
   }
   identity_ = std::make_unique<hub::client_identity>(std::move(decision.identity));
+  if (ev.packet.will) will_ = std::make_unique<proto::mqtt::will_message>(std::move(*ev.packet.will));
   auto attached = engine_.attach(*identity_, ev.packet.clean_session, shared_from_this());
   attached_ = true;
   auto now = std::chrono::steady_clock::now();
@@ -402,10 +403,32 @@ void mqtt_session::finish() {
   ticks_.remove(this);
   t_.shutdown();
   if (attached_) {
+    if (!graceful_) publish_will();
     engine_.detach(*identity_, this, close_reason_);
     log_.log(log_level::info, "mqtt", "disconnected", close_reason_,
              {{"client_id", identity_->client_id}, {"remote", remote_}, {"graceful", graceful_ ? "1" : "0"}});
   }
+}
+
+// IoT Hub turns a Will on the device's events topic into telemetry marked iothub-MessageType=Will when the
+// connection ends without DISCONNECT; a Will anywhere else is dropped (wire-protocol.md §1.3).
+void mqtt_session::publish_will() {
+  if (!will_) return;
+  proto::mqtt::publish_packet p;
+  p.topic = std::move(will_->topic);
+  p.payload = std::move(will_->payload);
+  will_.reset();
+  auto outcome = engine_.on_publish(*identity_, std::move(p), std::chrono::system_clock::now());
+  auto* t = std::get_if<hub::publish_telemetry>(&outcome);
+  if (!t) {
+    log_.log(log_level::info, "mqtt", "will_dropped", "Will is not on the device's events topic",
+             {{"client_id", identity_->client_id}});
+    return;
+  }
+  t->msg.app_properties.push_back({"iothub-MessageType", "Will"});
+  std::vector<hub::publish_telemetry> one;
+  one.push_back(std::move(*t));
+  engine_.ingest(std::move(one), {});
 }
 
 void mqtt_session::kick(std::string reason) {

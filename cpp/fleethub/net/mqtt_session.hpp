@@ -60,6 +60,7 @@ class mqtt_session final : public hub::connection_link,
   static ingest_stage& stage();
   static void flush_stage();
   void close(std::string reason, bool graceful = false);
+  void publish_will();
   void finish();
 
   transport t_;
@@ -70,6 +71,7 @@ class mqtt_session final : public hub::connection_link,
   proto::mqtt::connection conn_;
   std::string remote_;
   std::unique_ptr<hub::client_identity> identity_;  // set once authenticated
+  std::unique_ptr<proto::mqtt::will_message> will_;  // published as telemetry if the connection drops
   bytes writing_;
   std::size_t write_off_ = 0;
   std::string close_reason_;
