@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 
 from conftest import (
     DISCONNECT_PACKET,
@@ -131,3 +132,18 @@ def test_connection_state_follows_connections(hub, device, fleethub_records):
         c.close()
     assert fleethub_records.wait_for("disconnected", client_id="dev1")
     assert wait_until(lambda: hub.devices.get("dev1").connection_state == "Disconnected", 5)
+
+
+def test_stop_and_restart_do_not_spin_the_acceptor(hub_factory, tmp_path, fleethub_records):
+    """Stopping closes the listeners cleanly (no 'accept_failed' records), and a restarted hub accepts again."""
+    h = hub_factory(tmp_path / "d", mqtt_port=0, mqtt_plain_port=0)
+    for _ in range(3):
+        h.start()
+        h.stop()
+    h.start()
+    assert fleethub_records.wait_for("started")
+    with socket.create_connection(("127.0.0.1", h.ports["mqtt"]), timeout=5):
+        pass
+    h.stop()
+    assert fleethub_records.wait_for("stopped")
+    assert not fleethub_records.find("accept_failed")

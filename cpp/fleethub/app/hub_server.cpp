@@ -1,5 +1,7 @@
 #include "fleethub/app/hub_server.hpp"
 
+#include <sys/resource.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <mutex>
@@ -69,9 +71,32 @@ hub_server::~hub_server() {
   if (p_->store) p_->store->close();
 }
 
+namespace {
+
+// Each device holds a socket: a default soft limit of 1024 descriptors would cap the hub near 1,000 devices.
+// Raise the soft limit to the hard one (no privilege needed) and say what the ceiling is.
+void raise_open_file_limit(const logger& log) {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  if (rl.rlim_cur < rl.rlim_max) {
+    auto before = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+      log.log(log_level::debug, "hub", "nofile_raised", "raised the open-file limit",
+              {{"from", std::to_string(before)}, {"to", std::to_string(rl.rlim_max)}});
+  }
+  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < 4096)
+    log.log(log_level::warning, "hub", "nofile_low",
+            "the open-file limit allows only about this many connections; raise it (ulimit -n / LimitNOFILE)",
+            {{"limit", std::to_string(rl.rlim_cur)}});
+}
+
+}  // namespace
+
 result<void> hub_server::start() {
   if (p_->running) return {};
   auto& c = p_->config;
+  raise_open_file_limit(p_->log);
   p_->pool = std::make_unique<net::io_pool>(c.io_threads);
   net::mqtt_session_options so;
   so.limits.max_packet_size = c.max_message_size + 64 * 1024;  // room for topic and property bag

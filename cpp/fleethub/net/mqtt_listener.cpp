@@ -12,7 +12,13 @@ mqtt_listener::mqtt_listener(io_pool& pool, hub::engine& engine, logger log, std
                              mqtt_session_options opts)
     : pool_(pool), engine_(engine), log_(std::move(log)), tls_(std::move(tls)), opts_(opts) {}
 
-mqtt_listener::~mqtt_listener() { stop(); }
+// The owner stops the pool's threads before destroying a listener, so closing here races with nothing.
+mqtt_listener::~mqtt_listener() {
+  stopped_ = true;
+  boost::system::error_code ec;
+  if (retry_) retry_->cancel();
+  if (acceptor_) acceptor_->close(ec);
+}
 
 result<void> mqtt_listener::listen(const std::string& address, std::uint16_t port) {
   boost::system::error_code ec;
@@ -30,16 +36,18 @@ result<void> mqtt_listener::listen(const std::string& address, std::uint16_t por
                                              ec.message());
   }
   port_ = acceptor_->local_endpoint().port();
+  retry_ = std::make_unique<asio::steady_timer>(pool_.at(0));
+  stopped_ = false;
   asio::post(pool_.at(0), [this] { do_accept(); });
   return {};
 }
 
 void mqtt_listener::do_accept() {
-  if (!acceptor_) return;
+  if (!acceptor_ || stopped_) return;
   auto idx = pool_.next_index();
   auto& ctx = pool_.at(idx);
   acceptor_->async_accept(ctx, [this, idx](const boost::system::error_code& ec, tcp::socket sock) {
-    if (ec == asio::error::operation_aborted || !acceptor_ || !acceptor_->is_open()) return;
+    if (stopped_ || ec == asio::error::operation_aborted || !acceptor_ || !acceptor_->is_open()) return;
     if (!ec) {
       boost::system::error_code rec;
       auto rep = sock.remote_endpoint(rec);
@@ -49,20 +57,28 @@ void mqtt_listener::do_accept() {
                                               std::move(remote));
       asio::post(pool_.at(idx), [s] { s->start(); });
     } else {
-      // EMFILE and friends: log and keep accepting; the OS frees descriptors as connections close.
-      log_.log(log_level::warning, "mqtt", "accept_failed", ec.message());
+      // EMFILE and friends: log, wait a little (the OS frees descriptors as connections close), go on.
+      log_.log(log_level::warning, "mqtt", "accept_failed", ec.message() + "; retrying in 100 ms");
+      retry_->expires_after(std::chrono::milliseconds(100));
+      retry_->async_wait([this](const boost::system::error_code& e) {
+        if (!e) do_accept();
+      });
+      return;
     }
     do_accept();
   });
 }
 
 void mqtt_listener::stop() {
-  if (!acceptor_) return;
-  // The acceptor lives on context 0: close it there so no handler races with the close.
-  auto* a = acceptor_.get();
-  boost::system::error_code ec;
-  a->cancel(ec);
-  a->close(ec);
+  if (!acceptor_ || stopped_.exchange(true)) return;
+  // The acceptor belongs to context 0's thread: close it there, never concurrently with its handlers. If the
+  // pool stops first, the acceptor closes when it is destroyed (after the threads are joined).
+  asio::post(pool_.at(0), [a = acceptor_.get(), t = retry_.get()] {
+    boost::system::error_code ec;
+    t->cancel();
+    a->cancel(ec);
+    a->close(ec);
+  });
 }
 
 result<std::shared_ptr<SSL_CTX>> make_tls_context(const std::string& cert_chain_pem, const std::string& key_pem) {

@@ -3,6 +3,8 @@
 #pragma once
 #include <utility>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -33,6 +35,8 @@ class mqtt_listener {
   std::shared_ptr<SSL_CTX> tls_;
   mqtt_session_options opts_;
   std::unique_ptr<tcp::acceptor> acceptor_;
+  std::unique_ptr<boost::asio::steady_timer> retry_;  // backs off after EMFILE and friends
+  std::atomic<bool> stopped_{false};
   std::uint16_t port_ = 0;
 };
 
