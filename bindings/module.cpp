@@ -118,6 +118,20 @@ py::tuple event_to_tuple(const store::event_record& e) {
                         py::bytes(reinterpret_cast<const char*>(m->body.data()), m->body.size()), sys, app);
 }
 
+// Reads one partition's records with the GIL released; an unknown partition is an InvalidArgumentError.
+std::vector<store::event_record> read_partition(store::backend& st, std::uint32_t partition, std::uint64_t from,
+                                                std::size_t max) {
+  if (partition >= st.partition_count())
+    bindings::raise(make_error(errc::invalid_argument, "partition " + std::to_string(partition) +
+                                                           " does not exist (the hub has " +
+                                                           std::to_string(st.partition_count()) + ")"));
+  result<std::vector<store::event_record>> r = [&] {
+    py::gil_scoped_release nogil;
+    return st.read_events(partition, from, max);
+  }();
+  return bindings::unwrap(std::move(r));
+}
+
 struct py_hub {
   std::unique_ptr<app::hub_server> server;
   std::shared_ptr<log_queue> logs = std::make_shared<log_queue>();
@@ -314,16 +328,7 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("partition_count", [](py_hub& h) { return h.s().store().partition_count(); })
       .def("events_read",
            [](py_hub& h, std::uint32_t partition, std::uint64_t from, std::size_t max) {
-             auto& st = h.s().store();
-             if (partition >= st.partition_count())
-               bindings::raise(make_error(errc::invalid_argument, "partition " + std::to_string(partition) +
-                                                                      " does not exist (the hub has " +
-                                                                      std::to_string(st.partition_count()) + ")"));
-             result<std::vector<store::event_record>> r = [&] {
-               py::gil_scoped_release nogil;
-               return st.read_events(partition, from, max);
-             }();
-             auto rows = bindings::unwrap(std::move(r));
+             auto rows = read_partition(h.s().store(), partition, from, max);
              py::list out;
              for (auto& e : rows) out.append(event_to_tuple(e));
              return out;
@@ -332,15 +337,7 @@ PYBIND11_MODULE(_core, m) {
            [](py_hub& h, std::uint32_t partition, std::uint64_t from, std::size_t max, bool with_properties) {
              // Columnar read for batch consumers: one list per field, no per-message Python object beyond
              // the values themselves (pandas/Arrow-friendly, and cheap for high-rate tails).
-             auto& st = h.s().store();
-             if (partition >= st.partition_count())
-               bindings::raise(make_error(errc::invalid_argument, "partition " + std::to_string(partition) +
-                                                                      " does not exist"));
-             result<std::vector<store::event_record>> r = [&] {
-               py::gil_scoped_release nogil;
-               return st.read_events(partition, from, max);
-             }();
-             auto rows = bindings::unwrap(std::move(r));
+             auto rows = read_partition(h.s().store(), partition, from, max);
              py::list seqs, devices, modules, times, bodies, sys, app;
              for (auto& e : rows) {
                auto m = with_properties ? decode_message(e.record) : decode_message_without_properties(e.record);

@@ -4,7 +4,6 @@
 #include <utility>
 
 #include "fleethub/core/crypto.hpp"
-#include "fleethub/core/encoding.hpp"
 #include "fleethub/core/message_codec.hpp"
 #include "fleethub/hub/sas.hpp"
 #include "fleethub/hub/topics.hpp"

@@ -178,7 +178,7 @@ void mqtt_session::pump_write() {
       if (!conn_.has_output()) {
         bytes().swap(writing_);  // idle connections keep no write buffer
         write_off_ = 0;
-        if (!read_waiting_ || !handshaking_) t_.release_buffers();
+        if (!handshaking_) t_.release_buffers();
         if (closing_) finish();
         return;
       }

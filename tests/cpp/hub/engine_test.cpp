@@ -51,7 +51,7 @@ class EngineTest : public ::testing::Test {
     close();
     std::filesystem::remove_all(dir_);
   }
-  void open() {
+  void open(engine_options eo = {}) {
     store::lmdb_options o;
     o.path = dir_.string();
     auto s = store::open_lmdb(o);
@@ -59,7 +59,14 @@ class EngineTest : public ::testing::Test {
     store_ = std::move(*s);
     reg_ = std::make_unique<registry>(*store_, [] { return std::int64_t{1700000000000}; });
     ASSERT_TRUE(reg_->ensure_default_policies());
-    eng_ = std::make_unique<engine>(engine_options{}, *store_, *reg_, logger{});
+    eng_ = std::make_unique<engine>(eo, *store_, *reg_, logger{});
+  }
+  // Subscribes the identity to its cloud-to-device topic and waits until the subscription is durable.
+  void subscribe_devicebound(const client_identity& id) {
+    std::promise<void> subscribed;
+    eng_->subscribe(id, {{"devices/" + id.device_id + "/messages/devicebound/#", 1}},
+                    [&](auto) { subscribed.set_value(); });
+    subscribed.get_future().get();
   }
   void close() {
     eng_.reset();
@@ -278,9 +285,7 @@ TEST_F(EngineTest, PersistentSessionSurvivesReopenWithUnackedMessages) {
   auto id = eng_->authenticate(request(d), now()).identity;
   auto l1 = std::make_shared<recording_link>();
   eng_->attach(id, false, l1);
-  std::promise<void> subscribed;
-  eng_->subscribe(id, {{"devices/dev1/messages/devicebound/#", 1}}, [&](auto) { subscribed.set_value(); });
-  subscribed.get_future().get();
+  subscribe_devicebound(id);
   ASSERT_TRUE(eng_->publish_to_client("dev1", "devices/dev1/messages/devicebound/a", to_bytes("one"), 1));
   ASSERT_TRUE(eng_->publish_to_client("dev1", "devices/dev1/messages/devicebound/b", to_bytes("two"), 1));
   ASSERT_TRUE(l1->wait_delivered(2));
@@ -302,20 +307,14 @@ TEST_F(EngineTest, PersistentSessionSurvivesReopenWithUnackedMessages) {
 
 TEST_F(EngineTest, OutboundWindowLimitsUnacknowledgedDeliveries) {
   close();
-  store::lmdb_options o;
-  o.path = dir_.string();
-  store_ = std::move(*store::open_lmdb(o));
-  reg_ = std::make_unique<registry>(*store_, [] { return std::int64_t{1700000000000}; });
   engine_options eo;
   eo.max_inflight_outbound = 2;
-  eng_ = std::make_unique<engine>(eo, *store_, *reg_, logger{});
+  open(eo);
   auto d = make_device("dev1");
   auto id = eng_->authenticate(request(d), now()).identity;
   auto l1 = std::make_shared<recording_link>();
   eng_->attach(id, false, l1);
-  std::promise<void> subscribed;
-  eng_->subscribe(id, {{"devices/dev1/messages/devicebound/#", 1}}, [&](auto) { subscribed.set_value(); });
-  subscribed.get_future().get();
+  subscribe_devicebound(id);
   for (int i = 0; i < 5; ++i)
     ASSERT_TRUE(eng_->publish_to_client("dev1", "devices/dev1/messages/devicebound/", to_bytes(std::to_string(i)), 1));
   ASSERT_TRUE(l1->wait_delivered(2));
@@ -346,9 +345,7 @@ TEST_F(EngineTest, CleanSessionDropsState) {
   auto id = eng_->authenticate(request(d), now()).identity;
   auto l1 = std::make_shared<recording_link>();
   eng_->attach(id, false, l1);
-  std::promise<void> subscribed;
-  eng_->subscribe(id, {{"devices/dev1/messages/devicebound/#", 1}}, [&](auto) { subscribed.set_value(); });
-  subscribed.get_future().get();
+  subscribe_devicebound(id);
   eng_->detach(id, l1.get(), "gone");
   auto a = eng_->attach(id, true, std::make_shared<recording_link>());
   EXPECT_FALSE(a.session_present);
