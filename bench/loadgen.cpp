@@ -5,6 +5,9 @@
 //   pub   N publishers, open-loop schedule, scheduled send time in the payload
 //   sub   one subscriber on a wildcard filter; latency / loss / duplicate accounting
 //   idle  N connections kept alive with PINGREQ (memory-per-connection cell)
+//   twin        N devices, closed-loop reported-property PATCHes ($iothub/twin/...), latency per op
+//   methods     N devices answering direct-method requests at once (hub or mosquitto topic style)
+//   rpc-caller  K "service" clients sending method requests through a plain broker (mosquitto reference)
 // The payload format and the JSON summary schema are documented in bench/README.md.
 //
 // Build: target `fleethub_loadgen` (bench/CMakeLists.txt), or standalone:
@@ -72,6 +75,12 @@ struct Client {
   std::vector<uint8_t> inf_w;
   int64_t t_connect_start = 0;
   int64_t last_tx = 0;
+  // twin / methods / rpc-caller
+  std::string sub_filter;
+  std::vector<uint64_t> op_n;  // outstanding request ids (0 = free slot)
+  std::vector<int64_t> op_t;   // send (closed loop) or scheduled (rate cap) time, monotonic ns
+  std::vector<uint8_t> op_w;   // sent inside the measured window
+  uint64_t next_rid = 1;
 };
 
 struct Counters {
@@ -87,6 +96,13 @@ struct Counters {
   uint64_t unexpected_puback = 0;
   // sub
   uint64_t received = 0, foreign = 0, received_qos2 = 0;
+  // twin / rpc-caller (requesters); *_w = inside the measured window (completion time for completions)
+  uint64_t op_sent = 0, op_sent_w = 0, op_done = 0, op_done_w = 0, op_err = 0, op_err_w = 0;
+  uint64_t op_timeout = 0, op_timeout_w = 0, op_unexpected = 0, op_malformed = 0;
+  uint64_t suback_fail = 0, subscribed = 0;
+  std::map<int, uint64_t> op_status;
+  // methods (responder)
+  uint64_t m_requests = 0, m_answered = 0, m_malformed = 0, m_requests_w = 0;
 };
 
 class Engine {
@@ -125,6 +141,18 @@ class Engine {
   void on_publish(Client& c, uint8_t hdr, const char* p, size_t len);
   // pub
   void emit(uint64_t k, int64_t t_sched_mono);
+  // twin / methods / rpc-caller (bench/loadgen_rpc.hpp)
+  bool is_requester() const { return o_.mode == "twin" || o_.mode == "rpc-caller"; }
+  bool is_rr_mode() const { return is_requester() || o_.mode == "methods"; }
+  void rr_setup_client(Client& c, int i);
+  bool rr_send(Client& c, int64_t t_ref, int64_t now);
+  void rr_emit(uint64_t k, int64_t t_sched);
+  void rr_fill(Client& c, int64_t now);
+  void rr_scan(int64_t now);
+  void rr_on_publish(Client& c, std::string_view topic, std::string_view body);
+  void rr_on_response(Client& c, std::string_view topic);
+  void rr_on_request(Client& c, std::string_view topic);
+  void rr_summary(Json& j);
   // misc
   void keepalive_scan(int64_t now);
   void write_ready_file();
@@ -171,7 +199,16 @@ class Engine {
   bool subscribed_ = false;
   int suback_code_ = -1;
   int64_t run_t0_rt_ = 0;
+  // twin / methods / rpc-caller
+  uint64_t waiting_suback_ = 0;
+  uint64_t target_rr_ = 0;
+  bool rr_started_ = false;
+  Hist h_op_;
+  std::vector<uint64_t> op_per_sec_;
+  std::string scratch_topic_, scratch_body_;
 };
+
+#include "loadgen_rpc.hpp"
 
 void Engine::resolve() {
   addrinfo hints{}, *res = nullptr;
@@ -252,6 +289,7 @@ void Engine::load_clients() {
     } else {
       c.id = o_.prefix + std::to_string(i);
     }
+    if (is_rr_mode()) rr_setup_client(c, i);
     if (o_.mode == "pub") {
       std::string topic = o_.topic_template;
       for (size_t p; (p = topic.find("{id}")) != std::string::npos;) topic.replace(p, 4, c.id);
@@ -381,6 +419,7 @@ void Engine::fail_connect(Client& c) { close_client(c, false); }
 void Engine::close_client(Client& c, bool count_disconnect) {
   if (c.st == St::Closed) return;
   if (pending_state(c)) --pending_;
+  if (c.st == St::WaitSuback && is_rr_mode() && waiting_suback_ > 0) --waiting_suback_;
   if (count_disconnect && !shutting_down_) ++c_.disconnects;
   if (c.ssl) { SSL_free(c.ssl); c.ssl = nullptr; }
   if (c.fd >= 0) { ::close(c.fd); c.fd = -1; }
@@ -537,6 +576,11 @@ void Engine::handle_packet(Client& c, uint8_t hdr, const char* p, size_t len) {
         c.st = St::WaitSuback;
         c.out += subscribe_packet(1, o_.topic_filter, o_.qos);
         mark_dirty(c);
+      } else if (is_rr_mode()) {
+        c.st = St::WaitSuback;
+        ++waiting_suback_;
+        c.out += subscribe_packet(1, c.sub_filter, o_.qos);
+        mark_dirty(c);
       } else {
         c.st = St::Ready;
       }
@@ -565,6 +609,24 @@ void Engine::handle_packet(Client& c, uint8_t hdr, const char* p, size_t len) {
       return;
     }
     case 9: {  // SUBACK
+      if (is_rr_mode()) {
+        if (c.st != St::WaitSuback) return;
+        --waiting_suback_;
+        int code = len >= 3 ? uint8_t(p[2]) : 0x80;
+        suback_code_ = code;
+        if (code == 0x80) {
+          ++c_.suback_fail;
+          if (c_.suback_fail <= 3)
+            std::fprintf(stderr, "fleethub_loadgen: SUBACK 0x80 for %s (client %s)\n", c.sub_filter.c_str(),
+                         c.id.c_str());
+          c.st = St::Ready;  // already counted off waiting_suback_
+          close_client(c, false);
+          return;
+        }
+        ++c_.subscribed;
+        c.st = St::Ready;
+        return;
+      }
       if (len >= 3) suback_code_ = uint8_t(p[2]);
       if (suback_code_ == 0x80) die("subscription refused (SUBACK 0x80) for " + o_.topic_filter);
       subscribed_ = true;
@@ -605,6 +667,10 @@ void Engine::on_publish(Client& c, uint8_t hdr, const char* p, size_t len) {
   ++c_.received;
   const char* b = p + off;
   size_t bl = len - off;
+  if (is_rr_mode()) {
+    rr_on_publish(c, std::string_view(p + 2, tl), std::string_view(b, bl));
+    return;
+  }
   int64_t now_rt = rx_batch_rt_;
   if (!first_rx_rt_) first_rx_rt_ = now_rt;
   last_rx_rt_ = now_rt;
@@ -824,6 +890,8 @@ std::string Engine::summary() {
     if (c_.received_qos2) j.key("received_qos2_unsupported").num(c_.received_qos2);
     if (cpu_ws_ >= 0 && cpu_we_ >= 0 && have_window && dur > 0)
       j.key("cpu_window_pct").num(100.0 * double(cpu_we_ - cpu_ws_) / 1e9 / dur);
+  } else if (is_rr_mode()) {
+    rr_summary(j);
   } else {
     j.key("hold_s").num(o_.duration);
   }
@@ -844,6 +912,8 @@ int Engine::run() {
   rt_off_ = real_ns() - mono_ns();
   run_t0_rt_ = real_ns();
   const bool is_pub = o_.mode == "pub", is_sub = o_.mode == "sub", is_idle = o_.mode == "idle";
+  const bool is_req = is_requester(), is_meth = o_.mode == "methods";
+  int64_t next_rr_scan = 0;
   period_ns_ = 1e9 / o_.rate;
   connect_t0_ = mono_ns();
   const int64_t tick_ns = int64_t(o_.tick_us * 1000.0);
@@ -853,7 +923,7 @@ int Engine::run() {
   int64_t drain_end = -1;       // pub
   int64_t next_ka = mono_ns() + 1000000000LL;
   int64_t next_progress = mono_ns() + 1000000000LL;
-  if (is_sub) {
+  if (is_sub || is_meth) {
     if (o_.exit_at_ns) sub_end = o_.exit_at_ns - rt_off_;
     else if (o_.duration > 0) sub_end = mono_ns() + int64_t(o_.duration * 1e9);
   }
@@ -887,11 +957,25 @@ int Engine::run() {
         }
       }
     }
-    if (is_pub && pub_start_ < 0 && o_.start_at_ns && now >= o_.start_at_ns - rt_off_) {
+    // twin / methods / rpc-caller: ready once every connected client has its SUBACK (or after
+    // --connect-timeout more seconds, so that a broker that never answers cannot hang the run)
+    if (is_rr_mode() && connect_done_mono_ > 0 && !ready_written_ &&
+        (waiting_suback_ == 0 || now - connect_done_mono_ > int64_t(o_.connect_timeout * 1e9))) {
+      if (o_.progress)
+        std::fprintf(stderr, "[loadgen] %s: %llu subscribed, %llu SUBACK failures, %llu still waiting\n",
+                     o_.mode.c_str(), (unsigned long long)c_.subscribed, (unsigned long long)c_.suback_fail,
+                     (unsigned long long)waiting_suback_);
+      write_ready_file();
+      if (is_req && pub_start_ < 0) {
+        pub_start_ = o_.start_at_ns ? std::max(now, o_.start_at_ns - rt_off_) : now + 500000000LL;
+        if (o_.start_at_ns && o_.start_at_ns - rt_off_ < now) late_start_ = true;
+      }
+    }
+    if ((is_pub || is_req) && pub_start_ < 0 && o_.start_at_ns && now >= o_.start_at_ns - rt_off_) {
       pub_start_ = o_.start_at_ns - rt_off_;  // connect phase overran the start time
       late_start_ = true;
     }
-    if (is_pub && pub_start_ >= 0 && ws_ == 0) {
+    if ((is_pub || is_req) && pub_start_ >= 0 && ws_ == 0) {
       ws_ = pub_start_ + int64_t(o_.warmup * 1e9);
       we_ = ws_ + int64_t(o_.duration * 1e9);
       pub_end_ = we_ + int64_t(o_.cooldown * 1e9);
@@ -925,6 +1009,37 @@ int Engine::run() {
       if (cpu_we_ < 0 && now >= we_) cpu_we_ = cpu_ns_self();
       if (pub_done_) drain_end = now + int64_t(o_.drain * 1e9);
     }
+    // --- twin / rpc-caller: closed loop (or open loop capped by --rate), window-limited
+    if (is_req && pub_start_ >= 0 && !pub_done_ && now >= pub_start_) {
+      if (cpu_ws_ < 0 && now >= ws_) cpu_ws_ = cpu_ns_self();
+      if (o_.rate_set) {
+        int budget = 50000;
+        while (budget-- > 0) {
+          int64_t t = pub_start_ + int64_t(double(k_) * period_ns_);
+          if (t > now) break;
+          if (t >= pub_end_) { pub_done_ = true; break; }
+          rr_emit(k_, t);
+          ++k_;
+        }
+      } else {
+        if (!rr_started_) {
+          rr_started_ = true;
+          for (Client& c : cl_) rr_fill(c, now);
+        }
+        if (now >= pub_end_) pub_done_ = true;
+      }
+      if (cpu_we_ < 0 && now >= we_) cpu_we_ = cpu_ns_self();
+      if (pub_done_) drain_end = now + int64_t(o_.drain * 1e9);
+    }
+    if (is_req && now >= next_rr_scan) {
+      next_rr_scan = now + 200000000LL;
+      rr_scan(now);
+    }
+    if (is_req && pub_done_) {
+      bool idle_inflight = true;
+      for (auto& c : cl_) if (c.st == St::Ready && c.inflight > 0) { idle_inflight = false; break; }
+      if (idle_inflight || now >= drain_end) finished = true;
+    }
     if (is_pub && pub_done_) {
       bool idle_inflight = true;
       if (o_.qos)
@@ -932,8 +1047,8 @@ int Engine::run() {
       if (idle_inflight || now >= drain_end) finished = true;
     }
     if (is_idle && hold_end > 0 && now >= hold_end) finished = true;
-    if (is_sub && sub_end > 0 && now >= sub_end) finished = true;
-    if (is_sub && o_.window_end_ns > o_.window_start_ns) {
+    if ((is_sub || is_meth) && sub_end > 0 && now >= sub_end) finished = true;
+    if ((is_sub || is_meth) && o_.window_end_ns > o_.window_start_ns) {
       int64_t now_rt = now + rt_off_;
       if (cpu_ws_ < 0 && now_rt >= o_.window_start_ns) cpu_ws_ = cpu_ns_self();
       if (cpu_we_ < 0 && now_rt >= o_.window_end_ns) cpu_we_ = cpu_ns_self();
@@ -950,6 +1065,16 @@ int Engine::run() {
       if (is_sub)
         std::fprintf(stderr, "[loadgen] sub: received=%llu unique_w=%llu dup=%llu\n",
                      (unsigned long long)c_.received, (unsigned long long)uniq_w_, (unsigned long long)dup_);
+      else if (is_meth)
+        std::fprintf(stderr, "[loadgen] methods: connected=%llu subscribed=%llu requests=%llu answered=%llu\n",
+                     (unsigned long long)c_.conn_ok, (unsigned long long)c_.subscribed,
+                     (unsigned long long)c_.m_requests, (unsigned long long)c_.m_answered);
+      else if (is_req)
+        std::fprintf(stderr, "[loadgen] %s: connected=%llu subscribed=%llu sent=%llu done=%llu err=%llu "
+                     "timeouts=%llu\n", o_.mode.c_str(), (unsigned long long)c_.conn_ok,
+                     (unsigned long long)c_.subscribed, (unsigned long long)c_.op_sent,
+                     (unsigned long long)c_.op_done, (unsigned long long)c_.op_err,
+                     (unsigned long long)c_.op_timeout);
       else
         std::fprintf(stderr, "[loadgen] %s: connected=%llu pending=%d sent=%llu acked=%llu drop_win=%llu\n",
                      o_.mode.c_str(), (unsigned long long)c_.conn_ok, pending_, (unsigned long long)c_.sent,
@@ -964,7 +1089,15 @@ int Engine::run() {
       due = std::min(due, connect_t0_ + int64_t(next_connect_) * conn_gap);
     if (is_pub && pub_start_ >= 0 && !pub_done_)
       due = std::min(due, pub_start_ + int64_t(double(k_) * period_ns_));
-    if (is_sub && o_.window_end_ns > o_.window_start_ns) {
+    if (is_req && pub_start_ >= 0 && !pub_done_) {
+      if (o_.rate_set) due = std::min(due, pub_start_ + int64_t(double(k_) * period_ns_));
+      else if (!rr_started_) due = std::min(due, pub_start_);
+      if (cpu_ws_ < 0) due = std::min(due, ws_);
+      else if (cpu_we_ < 0) due = std::min(due, we_);
+      due = std::min(due, pub_end_);
+    }
+    if (is_req) due = std::min(due, next_rr_scan);
+    if ((is_sub || is_meth) && o_.window_end_ns > o_.window_start_ns) {
       if (cpu_ws_ < 0) due = std::min(due, o_.window_start_ns - rt_off_);
       else if (cpu_we_ < 0) due = std::min(due, o_.window_end_ns - rt_off_);
     }
@@ -982,7 +1115,7 @@ int Engine::run() {
 
   // --- shutdown: DISCONNECT everyone, best-effort flush, close.
   shutting_down_ = true;
-  if (is_pub && cpu_we_ < 0) cpu_we_ = cpu_ns_self();
+  if ((is_pub || is_req) && cpu_we_ < 0) cpu_we_ = cpu_ns_self();
   for (Client& c : cl_) {
     if (c.st == St::Ready || c.st == St::WaitSuback) {
       c.out.append("\xe0\x00", 2);

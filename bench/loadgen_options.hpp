@@ -6,7 +6,7 @@
 // Options
 // ---------------------------------------------------------------------------
 struct Options {
-  std::string mode;  // pub | sub | idle
+  std::string mode;  // pub | sub | idle | twin | methods | rpc-caller
   std::string host = "127.0.0.1";
   int port = 1883;
   std::string bind_addr;
@@ -42,11 +42,19 @@ struct Options {
   bool progress = false;
   bool quiet_json = false;
   bool quickack = false;  // sub: re-arm TCP_QUICKACK after every read (defeats delayed ACK)
+  // twin / methods / rpc-caller (request/response modes, bench/README.md)
+  bool rate_set = false;             // twin/rpc-caller: --rate given -> open-loop cap, else closed loop
+  bool inflight_set = false;
+  std::string topic_style = "hub";   // methods: hub ($iothub/methods/...) | mosquitto (bench/...)
+  int targets = 1000;                // rpc-caller: devices addressed round-robin
+  std::string target_prefix = "bench";  // rpc-caller: device client ids are target_prefix + j
+  std::string method_name = "ping";  // rpc-caller
+  double op_timeout = 10;            // twin/rpc-caller: a request unanswered this long counts as a timeout
 };
 
 void usage() {
   std::fputs(
-      "usage: fleethub_loadgen pub|sub|idle [options]\n"
+      "usage: fleethub_loadgen pub|sub|idle|twin|methods|rpc-caller [options]\n"
       "common:  --host H (127.0.0.1) --port P (1883) --tls --cafile F --cert F --key F --sni NAME\n"
       "         --verify-host --keepalive S (60) --clean-session 0|1 (1) --stats-file F\n"
       "         --ready-file F --progress --bind ADDR --no-stdout\n"
@@ -62,7 +70,18 @@ void usage() {
       "         --duration S (sub: total run time if no --exit-at; 0 = until SIGTERM)\n"
       "         --quickack (re-arm TCP_QUICKACK after each read; default off = like common clients)\n"
       "idle:    --clients N --connect-rate R --duration S (hold time after all connected)\n"
-      "         --credentials FILE --prefix P\n",
+      "         --credentials FILE --prefix P\n"
+      "twin:    --clients N --credentials FILE --inflight W (1) [--rate R aggregate cap; default\n"
+      "         closed loop] --start-at NS --warmup S --duration S --cooldown S --drain S\n"
+      "         --op-timeout S (10). PUBLISH QoS0 $iothub/twin/PATCH/properties/reported/?$rid=n,\n"
+      "         response $iothub/twin/res/{status}/?$rid=n&$version=v (status >= 300 = error)\n"
+      "methods: --clients N --credentials FILE --topic-style hub|mosquitto [--window WS:WE]\n"
+      "         [--exit-at NS | --duration S (0 = until SIGTERM)]. Answers every method request\n"
+      "         at once: hub $iothub/methods/POST/{m}/?$rid=R -> $iothub/methods/res/200/?$rid=R;\n"
+      "         mosquitto bench/{id}/methods/POST/{m}/?rid=C.n -> bench/svc/C/res/200/?rid=C.n\n"
+      "rpc-caller: --clients K --inflight W (1) --targets D (1000) --target-prefix P (bench)\n"
+      "         --method NAME (ping) [--rate R] --start-at/--warmup/--duration/... as twin.\n"
+      "         Requests bench/{P}{j}/methods/POST/{NAME}/?rid=i.n, responses on bench/svc/i/res/#\n",
       stderr);
 }
 
@@ -71,7 +90,11 @@ Options parse_args(int argc, char** argv) {
   if (argc < 2) { usage(); std::exit(2); }
   std::vector<std::string> args(argv + 1, argv + argc);
   size_t i = 0;
-  if (args[0] == "pub" || args[0] == "sub" || args[0] == "idle") { o.mode = args[0]; i = 1; }
+  if (args[0] == "pub" || args[0] == "sub" || args[0] == "idle" || args[0] == "twin" || args[0] == "methods" ||
+      args[0] == "rpc-caller") {
+    o.mode = args[0];
+    i = 1;
+  }
   bool sub_duration_set = false;
   for (; i < args.size(); ++i) {
     std::string a = args[i], v;
@@ -93,13 +116,18 @@ Options parse_args(int argc, char** argv) {
     else if (a == "--connect-rate") o.connect_rate = std::stod(val());
     else if (a == "--max-pending") o.max_pending_connects = std::stoi(val());
     else if (a == "--connect-timeout") o.connect_timeout = std::stod(val());
-    else if (a == "--rate") o.rate = std::stod(val());
+    else if (a == "--rate") { o.rate = std::stod(val()); o.rate_set = true; }
     else if (a == "--duration") { o.duration = std::stod(val()); sub_duration_set = true; }
     else if (a == "--warmup") o.warmup = std::stod(val());
     else if (a == "--cooldown") o.cooldown = std::stod(val());
     else if (a == "--drain") o.drain = std::stod(val());
     else if (a == "--qos") o.qos = std::stoi(val());
-    else if (a == "--inflight") o.inflight = std::stoi(val());
+    else if (a == "--inflight") { o.inflight = std::stoi(val()); o.inflight_set = true; }
+    else if (a == "--topic-style") o.topic_style = val();
+    else if (a == "--targets") o.targets = std::stoi(val());
+    else if (a == "--target-prefix") o.target_prefix = val();
+    else if (a == "--method") o.method_name = val();
+    else if (a == "--op-timeout") o.op_timeout = std::stod(val());
     else if (a == "--size") o.size = std::stoi(val());
     else if (a == "--prefix") o.prefix = val();
     else if (a == "--topic-template") o.topic_template = val();
@@ -134,8 +162,16 @@ Options parse_args(int argc, char** argv) {
     else if (a == "--no-stdout") o.quiet_json = true;
     else die("unknown option " + a + " (try --help)");
   }
-  if (o.mode.empty()) die("mode pub|sub|idle required");
-  if (o.mode == "sub" && !sub_duration_set) o.duration = 0;
+  if (o.mode.empty()) die("mode pub|sub|idle|twin|methods|rpc-caller required");
+  if (o.mode != "pub" && o.mode != "sub" && o.mode != "idle" && o.mode != "twin" && o.mode != "methods" &&
+      o.mode != "rpc-caller")
+    die("unknown mode " + o.mode);
+  if ((o.mode == "sub" || o.mode == "methods") && !sub_duration_set) o.duration = 0;
+  if ((o.mode == "twin" || o.mode == "rpc-caller") && !o.inflight_set) o.inflight = 1;
+  if (o.topic_style != "hub" && o.topic_style != "mosquitto") die("--topic-style must be hub or mosquitto");
+  if (o.targets < 1) die("--targets must be >= 1");
+  if (o.method_name.empty() || o.method_name.find_first_of("/#+?") != std::string::npos)
+    die("--method must be a non-empty name without / # + ?");
   if (o.qos < 0 || o.qos > 1) die("--qos must be 0 or 1");
   if (o.inflight < 1 || o.inflight > 65000) die("--inflight out of range");
   if (o.size < 79) die("--size must be >= 79 (payload header)");

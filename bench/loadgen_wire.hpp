@@ -92,3 +92,20 @@ std::string subscribe_packet(uint16_t pid, const std::string& filter, int qos) {
   put_remlen(p, body.size());
   return p + body;
 }
+
+// A QoS 0 PUBLISH (no packet id), appended to `out`.
+inline void append_publish_qos0(std::string& out, std::string_view topic, std::string_view body) {
+  out += char(0x30);
+  put_remlen(out, 2 + topic.size() + body.size());
+  put_str(out, topic);
+  out.append(body);
+}
+
+// Leading decimal digits of s as u64; `used` receives how many characters were consumed (0 = none).
+inline uint64_t parse_u64_prefix(std::string_view s, size_t& used) {
+  uint64_t v = 0;
+  size_t i = 0;
+  while (i < s.size() && i < 19 && s[i] >= '0' && s[i] <= '9') { v = v * 10 + uint64_t(s[i] - '0'); ++i; }
+  used = i;
+  return v;
+}

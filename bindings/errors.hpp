@@ -6,6 +6,8 @@
 namespace fleethub::bindings {
 
 [[noreturn]] void raise(const error& e);
+// The fleethub.errors class name for a code (for errors handed to Python as values, e.g. async completions).
+const char* error_class_name(errc c);
 
 template <class T>
 T unwrap(result<T>&& r) {

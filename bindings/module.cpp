@@ -3,12 +3,16 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <condition_variable>
 #include <deque>
+#include <future>
 #include <mutex>
+#include <optional>
 
 #include "errors.hpp"
 #include "fleethub/app/hub_server.hpp"
+#include "fleethub/core/json.hpp"
 #include "fleethub/core/message_codec.hpp"
 #include "fleethub/hub/sas.hpp"
 
@@ -56,6 +60,46 @@ class log_queue {
   std::deque<log_record> q_;
   std::size_t max_ = 100000;
   std::uint64_t dropped_ = 0;
+  bool closed_ = false;
+};
+
+// Direct-method completions for asyncio callers: pushed by whichever hub thread finished the call, pulled in
+// batches by one Python thread that resolves the futures (C++ threads never call Python).
+class completion_queue {
+ public:
+  struct item {
+    std::uint64_t token = 0;
+    int status = 0;
+    std::string payload;
+    errc code = errc::ok;
+    std::string message;
+  };
+  void push(item it) {
+    {
+      std::lock_guard lk(mu_);
+      q_.push_back(std::move(it));
+    }
+    cv_.notify_one();
+  }
+  std::vector<item> pop_all(int timeout_ms) {
+    std::unique_lock lk(mu_);
+    cv_.wait_for(lk, std::chrono::milliseconds(timeout_ms), [&] { return !q_.empty() || closed_; });
+    std::vector<item> out(std::make_move_iterator(q_.begin()), std::make_move_iterator(q_.end()));
+    q_.clear();
+    return out;
+  }
+  void close() {
+    {
+      std::lock_guard lk(mu_);
+      closed_ = true;
+    }
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<item> q_;
   bool closed_ = false;
 };
 
@@ -132,9 +176,60 @@ std::vector<store::event_record> read_partition(store::backend& st, std::uint32_
   return bindings::unwrap(std::move(r));
 }
 
+// Records of one partition from `from`, keeping those whose source bit is set in `sources`; also returns the
+// position after the last record scanned (filtered-out records still advance a reader).
+std::pair<std::vector<store::event_record>, std::uint64_t> read_filtered(store::backend& st, std::uint32_t partition,
+                                                                         std::uint64_t from, std::size_t max,
+                                                                         unsigned sources) {
+  auto rows = read_partition(st, partition, from, max);
+  std::uint64_t next = rows.empty() ? from : rows.back().sequence_number + 1;
+  constexpr unsigned all = (1u << message_source_count) - 1;
+  if ((sources & all) != all) {
+    std::erase_if(rows, [&](const store::event_record& e) {
+      auto src = peek_message_source(e.record);
+      return !src || !(sources & (1u << static_cast<unsigned>(*src)));
+    });
+  }
+  return {std::move(rows), next};
+}
+
+// The REST-shaped twin (semantics.md §1.1) with the identity's registry and connection facts.
+std::string twin_json(app::hub_server& s, const hub::twin_document& t) {
+  hub::twin_identity id;
+  if (auto rec = s.registry().get(t.device_id, t.module_id)) {
+    id.device_etag = rec->etag;
+    id.enabled = rec->enabled;
+    id.status_reason = rec->status_reason;
+    id.status_updated_ms = rec->status_updated_ms;
+    id.authentication_type = hub::to_string(rec->auth);
+    id.primary_thumbprint = rec->primary_thumbprint;
+    id.secondary_thumbprint = rec->secondary_thumbprint;
+    id.iot_edge = rec->iot_edge;
+  }
+  auto cs = s.engine().connection_state(t.device_id, t.module_id);
+  id.connected = cs.connected;
+  id.last_activity_ms = cs.updated_ms;
+  return json::serialize(hub::service_view(t, id));
+}
+
+hub::method_request method_request_from(const std::string& device, const std::string& module, const std::string& name,
+                                        const std::optional<std::string>& payload, double timeout,
+                                        double connect_timeout) {
+  hub::method_request r;
+  r.device_id = device;
+  r.module_id = module;
+  r.method_name = name;
+  if (payload) r.payload.assign(payload->begin(), payload->end());
+  // IoT Hub takes whole seconds; round a fraction up so a call never waits less than asked.
+  r.response_timeout = std::chrono::seconds(static_cast<std::int64_t>(std::ceil(timeout)));
+  r.connect_timeout = std::chrono::seconds(static_cast<std::int64_t>(std::ceil(connect_timeout)));
+  return r;
+}
+
 struct py_hub {
   std::unique_ptr<app::hub_server> server;
   std::shared_ptr<log_queue> logs = std::make_shared<log_queue>();
+  std::shared_ptr<completion_queue> completions = std::make_shared<completion_queue>();
 
   app::hub_server& s() {
     if (!server) bindings::raise(make_error(errc::unavailable, "the hub is closed; create a new fleethub.Hub"));
@@ -210,6 +305,7 @@ PYBIND11_MODULE(_core, m) {
                h.server.reset();  // stops, drains the store's writer, closes LMDB
              }
              h.logs->close();
+             h.completions->close();
            })
       .def_property_readonly("running", [](py_hub& h) { return h.server && h.server->running(); })
       .def_property_readonly("closed", [](py_hub& h) { return !h.server; })
@@ -327,17 +423,19 @@ PYBIND11_MODULE(_core, m) {
       // ---- event log ----
       .def_property_readonly("partition_count", [](py_hub& h) { return h.s().store().partition_count(); })
       .def("events_read",
-           [](py_hub& h, std::uint32_t partition, std::uint64_t from, std::size_t max) {
-             auto rows = read_partition(h.s().store(), partition, from, max);
+           [](py_hub& h, std::uint32_t partition, std::uint64_t from, std::size_t max, unsigned sources) {
+             auto [rows, next] = read_filtered(h.s().store(), partition, from, max, sources);
              py::list out;
              for (auto& e : rows) out.append(event_to_tuple(e));
-             return out;
-           })
+             return py::make_tuple(out, next);
+           },
+           py::arg("partition"), py::arg("from"), py::arg("max"), py::arg("sources") = 0xffffffffu)
       .def("events_read_columns",
-           [](py_hub& h, std::uint32_t partition, std::uint64_t from, std::size_t max, bool with_properties) {
+           [](py_hub& h, std::uint32_t partition, std::uint64_t from, std::size_t max, bool with_properties,
+              unsigned sources) {
              // Columnar read for batch consumers: one list per field, no per-message Python object beyond
              // the values themselves (pandas/Arrow-friendly, and cheap for high-rate tails).
-             auto rows = read_partition(h.s().store(), partition, from, max);
+             auto [rows, next] = read_filtered(h.s().store(), partition, from, max, sources);
              py::list seqs, devices, modules, times, bodies, sys, app;
              for (auto& e : rows) {
                auto m = with_properties ? decode_message(e.record) : decode_message_without_properties(e.record);
@@ -357,8 +455,10 @@ PYBIND11_MODULE(_core, m) {
              }
              return py::make_tuple(seqs, devices, modules, times, bodies,
                                    with_properties ? py::object(sys) : py::object(py::none()),
-                                   with_properties ? py::object(app) : py::object(py::none()));
-           })
+                                   with_properties ? py::object(app) : py::object(py::none()), next);
+           },
+           py::arg("partition"), py::arg("from"), py::arg("max"), py::arg("with_properties"),
+           py::arg("sources") = 0xffffffffu)
       .def("events_bounds",
            [](py_hub& h) {
              auto& st = h.s().store();
@@ -373,6 +473,94 @@ PYBIND11_MODULE(_core, m) {
              py::gil_scoped_release nogil;
              return st.wait_for_events(known_ends, std::chrono::milliseconds(timeout_ms));
            })
+      // ---- twins ----
+      .def("twin_get",
+           [](py_hub& h, const std::string& device, const std::string& module) {
+             auto& s = h.s();
+             result<hub::twin_document> r = [&] {
+               py::gil_scoped_release nogil;
+               return s.engine().twins().get(device, module);
+             }();
+             return twin_json(s, bindings::unwrap(std::move(r)));
+           })
+      .def("twin_update",
+           [](py_hub& h, const std::string& device, const std::string& module, const std::string& body, bool replace,
+              const std::string& if_match) {
+             auto& s = h.s();
+             auto parsed = json::parse(body);
+             if (!parsed) bindings::raise(make_error(errc::invalid_argument, "twin update: " + parsed.err().message));
+             auto u = bindings::unwrap(hub::parse_twin_update(*parsed, replace));
+             u.if_match = if_match;
+             result<hub::twin_document> r = [&]() -> result<hub::twin_document> {
+               py::gil_scoped_release nogil;
+               // Shared: the writer thread may still be inside set_value() when this frame is gone.
+               auto done = std::make_shared<std::promise<result<hub::twin_document>>>();
+               auto fut = done->get_future();
+               s.engine().twins().update(device, module, std::move(u),
+                                         [done](result<hub::twin_document> d) { done->set_value(std::move(d)); });
+               return fut.get();
+             }();
+             return twin_json(s, bindings::unwrap(std::move(r)));
+           })
+      // ---- direct methods ----
+      .def("method_invoke",
+           [](py_hub& h, const std::string& device, const std::string& module, const std::string& name,
+              std::optional<std::string> payload, double timeout, double connect_timeout) {
+             auto& s = h.s();
+             if (!s.running()) bindings::raise(make_error(errc::unavailable, "the hub is not running: call hub.start()"));
+             auto req = method_request_from(device, module, name, payload, timeout, connect_timeout);
+             result<hub::method_response> r = [&]() -> result<hub::method_response> {
+               py::gil_scoped_release nogil;
+               auto done = std::make_shared<std::promise<result<hub::method_response>>>();
+               auto fut = done->get_future();
+               s.engine().invoke_method(std::move(req),
+                                        [done](result<hub::method_response> x) { done->set_value(std::move(x)); });
+               return fut.get();
+             }();
+             auto resp = bindings::unwrap(std::move(r));
+             return py::make_tuple(resp.status, py::bytes(reinterpret_cast<const char*>(resp.payload.data()),
+                                                          resp.payload.size()));
+           })
+      .def("method_invoke_async",
+           [](py_hub& h, std::uint64_t token, const std::string& device, const std::string& module,
+              const std::string& name, std::optional<std::string> payload, double timeout, double connect_timeout) {
+             auto& s = h.s();
+             if (!s.running()) bindings::raise(make_error(errc::unavailable, "the hub is not running: call hub.start()"));
+             auto req = method_request_from(device, module, name, payload, timeout, connect_timeout);
+             std::weak_ptr<completion_queue> q = h.completions;
+             py::gil_scoped_release nogil;
+             s.engine().invoke_method(std::move(req), [q, token](result<hub::method_response> x) {
+               auto queue = q.lock();
+               if (!queue) return;
+               completion_queue::item it;
+               it.token = token;
+               if (x) {
+                 it.status = x->status;
+                 it.payload.assign(x->payload.begin(), x->payload.end());
+               } else {
+                 it.code = x.err().code;
+                 it.message = x.err().message;
+               }
+               queue->push(std::move(it));
+             });
+           })
+      .def("method_completions",
+           [](py_hub& h, int timeout_ms) {
+             std::vector<completion_queue::item> items;
+             {
+               py::gil_scoped_release nogil;
+               items = h.completions->pop_all(timeout_ms);
+             }
+             py::list out;
+             for (auto& it : items) {
+               if (it.code == errc::ok)
+                 out.append(py::make_tuple(it.token, it.status, py::bytes(it.payload), py::none(), py::none()));
+               else
+                 out.append(py::make_tuple(it.token, 0, py::none(), bindings::error_class_name(it.code), it.message));
+             }
+             return out;
+           })
+      .def_property_readonly("pending_methods", [](py_hub& h) { return h.s().engine().pending_methods(); })
       .def("publish_to_client",
            [](py_hub& h, const std::string& client_id, const std::string& topic, py::bytes payload, int qos) {
              std::string p = payload;

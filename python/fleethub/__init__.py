@@ -7,10 +7,12 @@ from .devices import Device, DeviceRegistry
 from .errors import (
     AlreadyExistsError,
     DeviceNotFoundError,
+    DeviceNotOnlineError,
     Error,
     ForbiddenError,
     HubNotRunningError,
     InvalidArgumentError,
+    MethodTimeoutError,
     NotFoundError,
     PreconditionFailedError,
     SchemaMismatchError,
@@ -19,9 +21,12 @@ from .errors import (
     UnauthorizedError,
     UnavailableError,
 )
-from .events import EventBatch, EventLog, EventTail, partition_for
+from .events import SOURCES, EventBatch, EventLog, EventTail, partition_for
+from .handlers import ConnectionStateEvent, LifecycleEvent, TwinChangeEvent
 from .hub import Hub, make_sas_token
 from .message import Message
+from .methods import DirectMethods, MethodResult
+from .twins import Twin, TwinRegistry
 
 __all__ = [
     "__version__",
@@ -32,12 +37,22 @@ __all__ = [
     "EventLog",
     "EventTail",
     "Message",
+    "Twin",
+    "TwinRegistry",
+    "DirectMethods",
+    "MethodResult",
+    "TwinChangeEvent",
+    "ConnectionStateEvent",
+    "LifecycleEvent",
+    "SOURCES",
     "make_sas_token",
     "partition_for",
     "Error",
     "InvalidArgumentError",
     "NotFoundError",
     "DeviceNotFoundError",
+    "DeviceNotOnlineError",
+    "MethodTimeoutError",
     "AlreadyExistsError",
     "PreconditionFailedError",
     "UnauthorizedError",

@@ -19,6 +19,16 @@ class DeviceNotFoundError(NotFoundError):
     """The device (or module) is not registered."""
 
 
+class DeviceNotOnlineError(NotFoundError):
+    """The device is not connected, or has not subscribed to direct methods (IoT Hub 404103).
+
+    Pass ``connect_timeout=`` to ``hub.methods.invoke`` to wait for it to come online."""
+
+
+class MethodTimeoutError(Error, TimeoutError):
+    """The device did not answer the direct method within ``timeout`` seconds (IoT Hub 504101)."""
+
+
 class AlreadyExistsError(Error):
     """An identity with that id already exists; use ``hub.devices.update`` or delete it first."""
 
@@ -60,6 +70,8 @@ __all__ = [
     "InvalidArgumentError",
     "NotFoundError",
     "DeviceNotFoundError",
+    "DeviceNotOnlineError",
+    "MethodTimeoutError",
     "AlreadyExistsError",
     "PreconditionFailedError",
     "UnauthorizedError",

@@ -24,6 +24,34 @@ def partition_for(device_id: str, partitions: int) -> int:
     return h % partitions
 
 
+# Routing sources (IoT Hub's names) and the bit each has in the core's source mask.
+SOURCES: Dict[str, int] = {
+    "DeviceMessages": 0,
+    "TwinChangeEvents": 1,
+    "DeviceLifecycleEvents": 2,
+    "DeviceConnectionStateEvents": 3,
+}
+_SOURCE_ALIASES = {k.lower(): v for k, v in SOURCES.items()}
+_SOURCE_ALIASES.update({"telemetry": 0, "twinchangeevents": 1, "devicelifecycleevents": 2,
+                        "deviceconnectionstateevents": 3})
+SourceSpec = Union[str, Sequence[str], None]
+
+
+def _source_mask(source: SourceSpec) -> int:
+    """``"DeviceMessages"`` (telemetry), a system-event source, a list of them, or None/"all" for everything."""
+    if source is None or (isinstance(source, str) and source.lower() == "all"):
+        return 0xFFFFFFFF
+    names = [source] if isinstance(source, str) else list(source)
+    mask = 0
+    for n in names:
+        bit = _SOURCE_ALIASES.get(str(n).lower())
+        if bit is None:
+            raise InvalidArgumentError(
+                f"unknown source {n!r}: use one of {', '.join(SOURCES)} (or None for all)")
+        mask |= 1 << bit
+    return mask
+
+
 def _to_ms(t: Union[_dt.datetime, float, int]) -> int:
     if isinstance(t, _dt.datetime):
         if t.tzinfo is None:
@@ -48,7 +76,7 @@ class EventBatch(TypingSequence[Message]):
         self._app: Optional[List[Any]] = []
 
     def _extend(self, partition: int, cols: Tuple[Any, ...]) -> None:
-        seqs, devs, mods, times, bodies, sys_props, app_props = cols
+        seqs, devs, mods, times, bodies, sys_props, app_props = cols[:7]
         self.partitions.extend([partition] * len(seqs))
         self.sequence_numbers.extend(seqs)
         self.device_ids.extend(devs)
@@ -130,15 +158,16 @@ class EventLog:
         ]
 
     def _read_partition(self, p: int, start: int, device_id: Optional[str], module_id: Optional[str],
-                        since_ms: Optional[int], until_ms: Optional[int], batch_size: int) -> Iterator[Message]:
+                        since_ms: Optional[int], until_ms: Optional[int], batch_size: int,
+                        mask: int) -> Iterator[Message]:
         srv = self._hub._server
         pos = start
         while True:
-            rows = srv.events_read(p, pos, batch_size)
-            if not rows:
+            rows, nxt = srv.events_read(p, pos, batch_size, mask)
+            if nxt == pos:
                 return
+            pos = nxt
             for t in rows:
-                pos = t[1] + 1
                 if device_id is not None and t[2] != device_id:
                     continue
                 if module_id is not None and t[3] != module_id:
@@ -156,7 +185,7 @@ class EventLog:
         lo, hi = begin, end
         while lo < hi:
             mid = (lo + hi) // 2
-            rows = srv.events_read(p, mid, 1)
+            rows, _ = srv.events_read(p, mid, 1)
             if not rows:
                 hi = mid
             elif rows[0][4] < since_ms:
@@ -177,14 +206,18 @@ class EventLog:
         module_id: Optional[str] = None,
         limit: Optional[int] = None,
         batch_size: int = 1000,
+        source: SourceSpec = "DeviceMessages",
     ) -> Iterator[Message]:
         """Messages already in the log, oldest first.
 
         ``partition`` and ``offset`` (a sequence number, inclusive) read one partition from a position;
         without ``partition`` every partition is read and merged by enqueued time. ``since``/``until``
         (datetime or unix seconds) bound the enqueued time; ``device_id`` keeps one device (reading only
-        its partition).
+        its partition). ``source`` picks the routing source: device telemetry (``"DeviceMessages"``, the
+        default), the hub's system events (``"TwinChangeEvents"``, ``"DeviceLifecycleEvents"``,
+        ``"DeviceConnectionStateEvents"``), a list of them, or ``None`` for everything.
         """
+        mask = _source_mask(source)
         n_parts = self.partition_count
         if partition is not None and not (0 <= partition < n_parts):
             raise InvalidArgumentError(f"partition must be 0..{n_parts - 1}, got {partition}")
@@ -207,7 +240,7 @@ class EventLog:
                 start = self._seek_time(p, since_ms)
             else:
                 start = 0
-            iters.append(self._read_partition(p, start, device_id, module_id, since_ms, until_ms, batch_size))
+            iters.append(self._read_partition(p, start, device_id, module_id, since_ms, until_ms, batch_size, mask))
         merged: Iterator[Message] = (
             iters[0] if len(iters) == 1 else heapq.merge(*iters, key=lambda m: (m.enqueued_time_ms, m.partition))
         )
@@ -222,10 +255,11 @@ class EventLog:
         from_: Union[str, Dict[int, int]] = "end",
         device_id: Optional[str] = None,
         batch_size: int = 1000,
+        source: SourceSpec = "DeviceMessages",
     ) -> "EventTail":
         """A live reader. ``from_="end"`` (only new messages), ``"start"`` (everything retained, then live),
-        or ``{partition: sequence}`` to resume from checkpoints."""
-        return EventTail(self, from_, device_id, batch_size)
+        or ``{partition: sequence}`` to resume from checkpoints. ``source`` as in :meth:`read`."""
+        return EventTail(self, from_, device_id, batch_size, source)
 
 
 class EventTail:
@@ -236,8 +270,9 @@ class EventTail:
     """
 
     def __init__(self, log: EventLog, from_: Union[str, Dict[int, int]], device_id: Optional[str],
-                 batch_size: int) -> None:
+                 batch_size: int, source: SourceSpec = "DeviceMessages") -> None:
         self._log = log
+        self._mask = _source_mask(source)
         self._srv = log._hub._server
         self._device_id = device_id
         self._batch_size = batch_size
@@ -258,9 +293,9 @@ class EventTail:
     def _drain(self, properties: bool) -> EventBatch:
         batch = EventBatch()
         for p in self._parts:
-            cols = self._srv.events_read_columns(p, self.positions[p], self._batch_size, properties)
+            cols = self._srv.events_read_columns(p, self.positions[p], self._batch_size, properties, self._mask)
+            self.positions[p] = cols[7]  # past filtered-out records too
             if cols[0]:
-                self.positions[p] = cols[0][-1] + 1
                 batch._extend(p, cols)
         if self._device_id is not None and len(batch):
             keep = [i for i, d in enumerate(batch.device_ids) if d == self._device_id]

@@ -10,13 +10,18 @@ import signal
 import threading
 import time
 import weakref
-from typing import Any, Dict, Optional, Union
+from typing import Any, Callable, Dict, Optional, TypeVar, Union
 
 from ._logging import LogPump
 from ._native import HubServer, make_sas_token_native
 from .devices import DeviceRegistry
 from .errors import InvalidArgumentError
 from .events import EventLog
+from .handlers import ConnectionStateEvent, HandlerDispatcher, LifecycleEvent, TwinChangeEvent
+from .methods import DirectMethods
+from .twins import TwinRegistry
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
@@ -107,6 +112,9 @@ class Hub:
         self.data_dir = os.fspath(data_dir)
         self.devices = DeviceRegistry(self)
         self.events = EventLog(self)
+        self.twins = TwinRegistry(self)
+        self.methods = DirectMethods(self)
+        self._handlers = HandlerDispatcher(self)
         _open_hubs.add(self)
 
     # ---- lifecycle ----
@@ -127,6 +135,7 @@ class Hub:
             return
         self._server.stop()
         self._stopped.set()
+        self._handlers.stop()  # its thread reads the store: stop it before the store closes
         self._server.close()
         if self._pump:
             self._pump.stop()
@@ -219,6 +228,35 @@ class Hub:
         return {
             n: {"rights": r, "primary_key": p, "secondary_key": s} for n, r, p, s in self._server.policy_list()
         }
+
+    # ---- handlers (run on the hub's Python dispatcher thread, in log order) ----
+    def on_twin_change(self, fn: _F) -> _F:
+        """Decorator: ``fn(event: TwinChangeEvent)`` runs for every twin change (back-end updates and
+        device reported patches) committed from now on. A handler that raises is logged and counted in
+        ``handler_errors``; it never stops the hub."""
+        self._handlers.add("twin", fn)
+        return fn
+
+    def on_connection_state(self, fn: _F) -> _F:
+        """Decorator: ``fn(event: ConnectionStateEvent)`` runs when a device or module connects or
+        disconnects (``event.connected``)."""
+        self._handlers.add("connection", fn)
+        return fn
+
+    def on_device_lifecycle(self, fn: _F) -> _F:
+        """Decorator: ``fn(event: LifecycleEvent)`` runs when an identity is created or deleted."""
+        self._handlers.add("lifecycle", fn)
+        return fn
+
+    @property
+    def handler_errors(self) -> int:
+        """How many times a handler raised."""
+        return self._handlers.errors
+
+    @property
+    def handler_calls(self) -> int:
+        """How many handler calls were made."""
+        return self._handlers.calls
 
     def _publish_to_client(self, client_id: str, topic: str, payload: bytes, qos: int = 1) -> None:
         """Internal primitive under C2D, twins and methods: publish through a client's MQTT session

@@ -8,7 +8,7 @@ from typing import Any, Mapping, Sequence, Tuple
 
 
 class Message:
-    """A telemetry message read from the hub's event log.
+    """A message read from the hub's event log: device telemetry or one of the hub's system events.
 
     ``body`` is the raw bytes; ``properties`` the application properties the device set;
     ``system_properties`` IoT Hub's (``message-id``, ``content-type``, ``iothub-connection-device-id``,
@@ -83,6 +83,12 @@ class Message:
     @property
     def content_encoding(self) -> str | None:
         return self.system_properties.get("content-encoding")
+
+    @property
+    def source(self) -> str:
+        """IoT Hub's ``iothub-message-source``: ``"Telemetry"`` for device messages, or the system event
+        kind (``"twinChangeEvents"``, ``"deviceLifecycleEvents"``, ``"deviceConnectionStateEvents"``)."""
+        return self.system_properties.get("iothub-message-source", "Telemetry")
 
     def text(self) -> str:
         """The body decoded with its content-encoding (UTF-8 when none was given)."""

@@ -37,7 +37,7 @@ from conftest import (
 
 
 def _count(hub) -> int:
-    return sum(p["end"] - p["begin"] for p in hub.events.partitions())
+    return sum(1 for _ in hub.events.read())  # telemetry only (system events share the log)
 
 
 def _raw_connack(hub, client_id, username, password, **kw):

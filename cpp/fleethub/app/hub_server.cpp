@@ -12,8 +12,16 @@
 
 namespace fleethub::app {
 
+// Fails direct-method calls past their deadlines, from io thread 0's tick (a few times a second).
+struct method_expiry final : net::ticking {
+  explicit method_expiry(hub::engine& e) : engine(e) {}
+  void on_tick(steady_time now) override { engine.expire(now); }
+  hub::engine& engine;
+};
+
 struct hub_server::impl {
   hub_config config;
+  std::unique_ptr<method_expiry> expiry;
   logger log;
   std::unique_ptr<store::backend> store;
   std::unique_ptr<hub::registry> registry;
@@ -130,6 +138,8 @@ result<void> hub_server::start() {
       return r.err();
     }
   }
+  p_->expiry = std::make_unique<method_expiry>(*p_->engine);
+  p_->pool->ticks(0).add(p_->expiry.get());  // before start(): the list is still ours to touch
   p_->pool->start();
   p_->running = true;
   auto ports = this->ports();
@@ -151,10 +161,13 @@ void hub_server::stop() {
   // barrier) before the queues go away.
   p_->store->submit_and_wait({});
   // Sessions hold sockets of the pool's contexts: drop the engine's links before the contexts go away.
+  // Also fails pending method calls and records the dropped connections' disconnect events.
   p_->engine->release_links();
+  p_->store->submit_and_wait({});
   p_->tls_listener.reset();
   p_->plain_listener.reset();
   p_->pool.reset();
+  p_->expiry.reset();
   p_->log.log(log_level::info, "hub", "stopped", "hub stopped");
 }
 

@@ -58,7 +58,23 @@ enum class connection_auth : std::uint8_t {
 // {"scope":"device"|"module","type":"sas"|"sasToken"|"x509Certificate","issuer":"iothub","acceptingIpFilterRule":null}
 std::string auth_method_json(connection_auth a, bool module);
 
+// Where a message came from: IoT Hub's routing sources. Device telemetry and the hub's own system events
+// share the event log (per-device order across sources); consumers filter on this.
+enum class message_source : std::uint8_t {
+  telemetry = 0,                 // DeviceMessages; iothub-message-source "Telemetry"
+  twin_change_events = 1,        // "twinChangeEvents"
+  device_lifecycle_events = 2,   // "deviceLifecycleEvents"
+  device_connection_state_events = 3,  // "deviceConnectionStateEvents"
+};
+inline constexpr std::uint8_t message_source_count = 4;
+// The iothub-message-source value ("Telemetry", "twinChangeEvents", ...).
+std::string_view message_source_name(message_source s);
+// Accepts the message-source values and the routing source names (DeviceMessages, TwinChangeEvents,
+// DeviceLifecycleEvents, DeviceConnectionStateEvents), case-insensitively.
+std::optional<message_source> message_source_from_string(std::string_view s);
+
 struct message {
+  message_source source = message_source::telemetry;
   std::string device_id;
   std::string module_id;            // empty for a device-level message
   bytes body;
@@ -73,7 +89,7 @@ struct message {
 };
 
 // The system properties as a consumer sees them: the sender's plus the hub's (iothub-connection-device-id,
-// -module-id, -auth-method, -auth-generation-id, iothub-enqueuedtime).
+// -module-id, -auth-method, -auth-generation-id, iothub-enqueuedtime, iothub-message-source).
 property_list full_system_properties(const message& m);
 
 }  // namespace fleethub

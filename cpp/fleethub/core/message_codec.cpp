@@ -1,5 +1,5 @@
-// Record layout (version 2), all integers little-endian, lengths as LEB128 varints:
-//   u8 version | str device_id | str module_id | i64 enqueued_time_ms (8 bytes LE)
+// Record layout (version 3), all integers little-endian, lengths as LEB128 varints:
+//   u8 version | u8 source (version 3+) | str device_id | str module_id | i64 enqueued_time_ms (8 bytes LE)
 //   | u8 connection_auth | str auth_generation_id      (absent in version 1)
 //   | varint n_sys | n_sys * (str key, str value) | varint n_app | n_app * (str key, str value) | str body
 // where str = varint length + raw bytes.
@@ -122,6 +122,7 @@ void encode_message_into(const message& m, bytes& out) {
   out.reserve(out.size() + 64 + m.device_id.size() + m.module_id.size() + m.auth_generation_id.size() +
               props_size(m.system_properties) + props_size(m.app_properties) + m.body.size());
   out.push_back(message_record_version);
+  out.push_back(static_cast<std::uint8_t>(m.source));
   put_str(out, m.device_id);
   put_str(out, m.module_id);
   auto t = static_cast<std::uint64_t>(m.enqueued_time_ms);
@@ -145,12 +146,17 @@ result<message> decode(bytes_view record, bool with_properties) {
   reader r(record);
   std::uint8_t version;
   if (!r.u8(version)) return make_error(errc::invalid_argument, "message record is empty");
-  if (version != 1 && version != message_record_version) {
+  if (version < 1 || version > message_record_version) {
     return make_error(errc::schema_mismatch, "message record version " + std::to_string(version) +
-                                                 " is not supported (expected 1 or " +
+                                                 " is not supported (expected 1 to " +
                                                  std::to_string(message_record_version) + ")");
   }
   message m;
+  if (version >= 3) {
+    std::uint8_t src;
+    if (!r.u8(src) || src >= message_source_count) return truncated();
+    m.source = static_cast<message_source>(src);
+  }
   if (!r.str(m.device_id) || !r.str(m.module_id) || !r.i64(m.enqueued_time_ms)) return truncated();
   if (version >= 2) {
     std::uint8_t auth;
@@ -171,6 +177,13 @@ result<message> decode(bytes_view record, bool with_properties) {
 }  // namespace
 
 result<message> decode_message(bytes_view record) { return decode(record, true); }
+
+std::optional<message_source> peek_message_source(bytes_view record) {
+  if (record.empty() || record[0] < 1 || record[0] > message_record_version) return std::nullopt;
+  if (record[0] < 3) return message_source::telemetry;
+  if (record.size() < 2 || record[1] >= message_source_count) return std::nullopt;
+  return static_cast<message_source>(record[1]);
+}
 result<message> decode_message_without_properties(bytes_view record) { return decode(record, false); }
 
 }  // namespace fleethub

@@ -15,6 +15,8 @@ const char* to_string(errc c) {
     case errc::storage: return "storage";
     case errc::schema_mismatch: return "schema_mismatch";
     case errc::unavailable: return "unavailable";
+    case errc::not_connected: return "not_connected";
+    case errc::timeout: return "timeout";
   }
   return "unknown";
 }

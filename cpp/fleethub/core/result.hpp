@@ -20,6 +20,8 @@ enum class errc {
   storage,            // the store failed (disk full, map full, corrupt)
   schema_mismatch,    // data dir written by an incompatible version
   unavailable,        // shutting down / overloaded
+  not_connected,      // the device is offline or not subscribed (IoT Hub 404103 DeviceNotOnline)
+  timeout,            // the device did not answer in time (IoT Hub 504101 GatewayTimeout)
 };
 
 struct error {

@@ -4,6 +4,8 @@
 #include <utility>
 
 #include "fleethub/core/crypto.hpp"
+#include "fleethub/core/encoding.hpp"
+#include "fleethub/core/json.hpp"
 #include "fleethub/core/message_codec.hpp"
 #include "fleethub/hub/sas.hpp"
 #include "fleethub/hub/topics.hpp"
@@ -58,13 +60,57 @@ bool iequals(std::string_view a, std::string_view b) {
 
 }  // namespace
 
+namespace {
+std::int64_t now_ms() { return to_unix_ms(std::chrono::system_clock::now()); }
+
+// IoT Hub's error body for twin responses and REST errors (semantics.md §10, the newer envelope).
+std::string error_body(int code, const std::string& message) {
+  json::object o;
+  o.set("errorCode", json::value(static_cast<std::int64_t>(code)));
+  o.set("trackingId", json::value(new_uuid()));
+  o.set("message", json::value(message));
+  o.set("timestampUtc", json::value(format_iso8601(now_ms())));
+  return json::serialize(json::value(std::move(o)));
+}
+
+// HTTP-like status and IoT Hub error code for an engine error on a device-side twin request.
+std::pair<int, int> status_of(const error& e) {
+  switch (e.code) {
+    case errc::invalid_argument: return {400, 400004};
+    case errc::too_large: return {400, 400004};
+    case errc::not_found: return {404, 404001};
+    case errc::precondition_failed: return {412, 412001};
+    case errc::unavailable: return {503, 503001};
+    default: return {500, 500001};
+  }
+}
+}  // namespace
+
 engine::engine(engine_options options, store::backend& store, registry& reg, logger log)
-    : options_(std::move(options)), store_(store), registry_(reg), log_(std::move(log)) {
+    : options_(std::move(options)),
+      store_(store),
+      registry_(reg),
+      log_(std::move(log)),
+      events_(options_.hostname),
+      twins_(store, reg, events_, options_.twin, now_ms),
+      methods_([this](const std::string& cid, std::string topic, bytes payload) {
+                 return deliver_live(cid, std::move(topic), std::move(payload));
+               },
+               options_.methods) {
   registry_.on_change([this](const registry_change& c) { on_registry_change(c); });
+  registry_.on_batch([this](store::write_batch& b, const registry_change& c) { twins_.on_identity_batch(b, c); });
+  twins_.on_desired_change([this](const std::string& client_id, std::int64_t version, std::string body) {
+    // QoS 0 and only while connected and subscribed: IoT Hub keeps no desired notifications for offline
+    // devices; a device GETs the twin after reconnecting (semantics.md §1.6).
+    (void)publish_to_client(client_id, "$iothub/twin/PATCH/properties/desired/?$version=" + std::to_string(version),
+                            bytes(body.begin(), body.end()), 0);
+  });
 }
 
 engine::~engine() {
   registry_.on_change(nullptr);
+  registry_.on_batch(nullptr);
+  methods_.cancel_all("the hub is stopping");
   // Commit callbacks of session erases refer to this engine: let them run before it goes away.
   store_.submit_and_wait({});
 }
@@ -196,6 +242,7 @@ session_state* engine::load_session_locked(const std::string& client_id) {
 attach_result engine::attach(const client_identity& id, bool clean_session, std::shared_ptr<connection_link> link) {
   attach_result r;
   std::shared_ptr<connection_link> old;
+  bool newly_connected = false;
   {
     std::lock_guard lk(mu_);
     session_state* s = load_session_locked(id.client_id);
@@ -229,35 +276,115 @@ attach_result engine::attach(const client_identity& id, bool clean_session, std:
     s->link = std::move(link);
     pump_locked(*s);  // posted deliveries go out after the CONNACK and the resends
     auto& cs = connection_states_[id.client_id];
-    if (!cs.connected) connected_.fetch_add(1, std::memory_order_relaxed);
+    if (!cs.connected) {
+      connected_.fetch_add(1, std::memory_order_relaxed);
+      newly_connected = true;
+    }
     cs.connected = true;
-    cs.updated_ms = to_unix_ms(std::chrono::system_clock::now());
+    cs.updated_ms = now_ms();
   }
   if (old) old->kick("session taken over by a new connection with the same client id");
+  if (newly_connected && options_.connection_events)
+    append_event(events_.connection_state(id.device_id, id.module_id, true, now_ms()));
+  // A restored session may already be subscribed to methods: calls waiting for this device can go now.
+  methods_.on_reachable(id.client_id, std::chrono::steady_clock::now());
   return r;
 }
 
 void engine::detach(const client_identity& id, const connection_link* link, std::string_view reason) {
-  std::lock_guard lk(mu_);
-  auto it = sessions_.find(id.client_id);
-  if (it == sessions_.end() || it->second.link.get() != link) return;  // taken over: the new link owns it
-  it->second.link.reset();
-  if (!it->second.persistent) sessions_.erase(it);
-  auto& cs = connection_states_[id.client_id];
-  if (cs.connected) connected_.fetch_sub(1, std::memory_order_relaxed);
-  cs.connected = false;
-  cs.updated_ms = to_unix_ms(std::chrono::system_clock::now());
+  bool was_connected = false;
+  {
+    std::lock_guard lk(mu_);
+    auto it = sessions_.find(id.client_id);
+    if (it == sessions_.end() || it->second.link.get() != link) return;  // taken over: the new link owns it
+    it->second.link.reset();
+    if (!it->second.persistent) sessions_.erase(it);
+    auto& cs = connection_states_[id.client_id];
+    if (cs.connected) {
+      connected_.fetch_sub(1, std::memory_order_relaxed);
+      was_connected = true;
+    }
+    cs.connected = false;
+    cs.updated_ms = now_ms();
+  }
+  if (was_connected && options_.connection_events)
+    append_event(events_.connection_state(id.device_id, id.module_id, false, now_ms()));
 }
+
+void engine::append_event(message m) {
+  store::write_batch b;
+  auto p = partition_for(m.device_id, store_.partition_count());
+  b.ops.push_back(store::append_op{p, encode_message(m)});
+  store_.submit(std::move(b), {});
+}
+
+bool engine::deliver_live(const std::string& client_id, std::string topic, bytes payload) {
+  std::lock_guard lk(mu_);
+  auto it = sessions_.find(client_id);
+  if (it == sessions_.end() || !it->second.link) return false;
+  bool subscribed = false;
+  for (auto& sub : it->second.subscriptions)
+    if (proto::mqtt::topic_matches(sub.filter, topic)) subscribed = true;
+  if (!subscribed) return false;
+  it->second.link->deliver(outbound_message{std::move(topic), std::move(payload), 0, 0, false});
+  return true;
+}
+
+void engine::twin_reply(const std::string& client_id, int status, std::string_view rid, std::string body,
+                        std::int64_t version) {
+  // $rid first and every query element k=v: csdk and pydev parse these topics strictly (wire-protocol §1.4).
+  std::string topic = "$iothub/twin/res/" + std::to_string(status) + "/?$rid=" + std::string(rid);
+  if (version >= 0) topic += "&$version=" + std::to_string(version);
+  (void)publish_to_client(client_id, std::move(topic), bytes(body.begin(), body.end()), 0);
+}
+
+void engine::invoke_method(method_request req, method_callback cb) {
+  if (auto rec = registry_.get(req.device_id, req.module_id); !rec) {
+    cb(rec.err());
+    return;
+  }
+  methods_.invoke(std::move(req), std::chrono::steady_clock::now(), std::move(cb));
+}
+
+void engine::expire(steady_time now) { methods_.expire(now); }
 
 publish_outcome engine::on_publish(const client_identity& id, proto::mqtt::publish_packet p, wall_time now) {
   auto c = classify_publish(p.topic, id.device_id, id.module_id);
   switch (c.kind) {
     case topic_kind::forbidden:
       return publish_close{"publish to topic '" + p.topic + "' is not allowed for '" + id.client_id + "'"};
-    case topic_kind::twin_get:
-    case topic_kind::twin_patch_reported:
-    case topic_kind::method_response:
-      return publish_ignore{"twin and method topics are not implemented yet"};
+    case topic_kind::twin_get: {
+      auto t = twins_.get(id.device_id, id.module_id);
+      if (!t) {
+        auto [status, code] = status_of(t.err());
+        twin_reply(id.client_id, status, c.rid, error_body(code, t.err().message));
+      } else {
+        twin_reply(id.client_id, 200, c.rid, json::serialize(device_view(*t)));
+      }
+      return publish_handled{};
+    }
+    case topic_kind::twin_patch_reported: {
+      twins_.patch_reported(id.device_id, id.module_id, p.payload,
+                            [this, client_id = id.client_id, rid = std::string(c.rid)](result<std::int64_t> r) {
+                              if (r) {
+                                twin_reply(client_id, 204, rid, {}, *r);
+                                return;
+                              }
+                              auto [status, code] = status_of(r.err());
+                              log_.log(log_level::info, "twin", "reported_patch_refused", r.err().message,
+                                       {{"client_id", client_id}, {"status", std::to_string(status)}});
+                              twin_reply(client_id, status, rid, error_body(code, r.err().message));
+                            });
+      return publish_handled{};
+    }
+    case topic_kind::method_response: {
+      auto status = std::string(c.status), rid = std::string(c.rid);
+      if (!methods_.on_response(id.client_id, status, rid, std::move(p.payload)))
+        log_.log(log_level::info, "methods", "response_dropped",
+                 "method response for an unknown, finished or timed-out request; dropped",
+                 {{"client_id", id.client_id}, {"rid", rid}, {"status", status}});
+      return publish_handled{};
+    }
     case topic_kind::telemetry:
       break;
   }
@@ -337,12 +464,16 @@ void engine::subscribe(const client_identity& id, const std::vector<proto::mqtt:
   }
   if (!persist) {
     done(std::move(codes));
+    methods_.on_reachable(id.client_id, std::chrono::steady_clock::now());
     return;
   }
   // SUBACK only once the subscription is durable, so a crash cannot forget an acknowledged subscription.
-  store_.submit(std::move(b), [codes = std::move(codes), done = std::move(done)](const store::commit_result& r) mutable {
+  store_.submit(std::move(b), [this, client_id = id.client_id, codes = std::move(codes),
+                               done = std::move(done)](const store::commit_result& r) mutable {
     if (!r.ok()) std::fill(codes.begin(), codes.end(), proto::mqtt::suback_failure);
     done(std::move(codes));
+    // After the SUBACK is on its way: method calls waiting for this subscription go out behind it.
+    if (r.ok()) methods_.on_reachable(client_id, std::chrono::steady_clock::now());
   });
 }
 
@@ -454,6 +585,7 @@ void engine::disconnect_device(std::string_view device_id, const std::string& re
 }
 
 void engine::on_registry_change(const registry_change& c) {
+  twins_.on_identity_committed(c);
   const auto& d = c.record;
   if (c.what == registry_change::kind::deleted) {
     disconnect_device(d.device_id, "identity deleted", d.module_id);
@@ -486,13 +618,20 @@ engine::connection_info engine::connection_state(std::string_view device_id, std
 }
 
 void engine::release_links() {
-  std::lock_guard lk(mu_);
-  for (auto it = sessions_.begin(); it != sessions_.end();) {
-    it->second.link.reset();
-    if (!it->second.persistent) it = sessions_.erase(it); else ++it;
+  std::vector<std::pair<std::string, std::string>> gone;  // device, module of each connection dropped
+  {
+    std::lock_guard lk(mu_);
+    for (auto it = sessions_.begin(); it != sessions_.end();) {
+      if (it->second.link) gone.emplace_back(it->second.device_id, it->second.module_id);
+      it->second.link.reset();
+      if (!it->second.persistent) it = sessions_.erase(it); else ++it;
+    }
+    for (auto& [cid, cs] : connection_states_) cs.connected = false;
+    connected_.store(0, std::memory_order_relaxed);
   }
-  for (auto& [cid, cs] : connection_states_) cs.connected = false;
-  connected_.store(0, std::memory_order_relaxed);
+  if (options_.connection_events)
+    for (auto& [d, m] : gone) append_event(events_.connection_state(d, m, false, now_ms()));
+  methods_.cancel_all("the hub is stopping");
 }
 
 std::size_t engine::connected_count() const { return connected_.load(std::memory_order_relaxed); }

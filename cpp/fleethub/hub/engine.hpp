@@ -18,8 +18,12 @@
 #include "fleethub/core/clock.hpp"
 #include "fleethub/core/log.hpp"
 #include "fleethub/core/message.hpp"
+#include "fleethub/hub/method_dispatcher.hpp"
 #include "fleethub/hub/registry.hpp"
 #include "fleethub/hub/session.hpp"
+#include "fleethub/hub/system_events.hpp"
+#include "fleethub/hub/twin.hpp"
+#include "fleethub/hub/twin_manager.hpp"
 #include "fleethub/proto/mqtt/packet.hpp"
 #include "fleethub/store/backend.hpp"
 
@@ -30,6 +34,9 @@ struct engine_options {
   std::size_t max_message_size = 256 * 1024;  // IoT Hub's D2C limit: body + properties
   std::size_t max_subscriptions = 16;
   std::size_t max_inflight_outbound = 100;  // QoS 1 messages sent to one client and not yet acknowledged
+  twin_limits twin;
+  method_limits methods;
+  bool connection_events = true;  // DeviceConnectionStateEvents into the event log
 };
 
 // Who a connection is, once authenticated.
@@ -68,7 +75,8 @@ struct attach_result {
 struct publish_telemetry { message msg; std::uint32_t partition = 0; };
 struct publish_close { std::string reason; };        // IoT Hub closes the connection on a forbidden publish
 struct publish_ignore { std::string reason; };       // accepted and acknowledged but not (yet) handled
-using publish_outcome = std::variant<publish_telemetry, publish_close, publish_ignore>;
+struct publish_handled {};  // a twin or method PUBLISH the engine answers itself (on the response topics)
+using publish_outcome = std::variant<publish_telemetry, publish_close, publish_ignore, publish_handled>;
 
 class engine {
  public:
@@ -102,6 +110,16 @@ class engine {
   // restarts. Errors: not_found (no session subscribed to a matching filter).
   result<void> publish_to_client(std::string_view client_id, std::string topic, bytes payload, std::uint8_t qos);
 
+  // Direct methods (semantics.md §5). `cb` runs exactly once, on some hub thread: the device's answer, or
+  // not_found (no such identity), not_connected (404103), timeout (504101), invalid_argument/too_large.
+  void invoke_method(method_request req, method_callback cb);
+  // Fails method calls past their deadlines; net/ calls it a few times a second.
+  void expire(steady_time now);
+
+  twin_manager& twins() { return twins_; }
+  system_events& events() { return events_; }
+  std::size_t pending_methods() const { return methods_.pending(); }
+
   // Kicks every live connection of a device and its modules (or of one module); used on disable and delete.
   void disconnect_device(std::string_view device_id, const std::string& reason, std::string_view module_id = {});
 
@@ -125,11 +143,19 @@ class engine {
   // max_inflight_outbound are unacknowledged.
   void pump_locked(session_state& s);
   void on_registry_change(const registry_change& c);
+  // QoS 0 to a live connection subscribed to a matching filter; false when there is none (nothing sent).
+  bool deliver_live(const std::string& client_id, std::string topic, bytes payload);
+  void twin_reply(const std::string& client_id, int status, std::string_view rid, std::string body,
+                  std::int64_t version = -1);
+  void append_event(message m);
 
   engine_options options_;
   store::backend& store_;
   registry& registry_;
   logger log_;
+  system_events events_;
+  twin_manager twins_;
+  method_dispatcher methods_;
   mutable std::mutex mu_;
   std::unordered_map<std::string, session_state> sessions_;
   std::unordered_map<std::string, connection_info> connection_states_;  // by client id

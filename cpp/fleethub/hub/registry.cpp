@@ -312,6 +312,10 @@ result<device_record> registry::write(device_record d, registry_change::kind k) 
   auto key = d.module_id.empty() ? d.device_id : module_key(d.device_id, d.module_id);
   auto t = d.module_id.empty() ? store::table::devices : store::table::modules;
   b.ops.push_back(store::put_op{t, std::move(key), encode_device_record(d)});
+  if (batch_hook_) {
+    d.etag = make_etag(d.version);
+    batch_hook_(b, registry_change{k, d});
+  }
   auto c = store_.submit_and_wait(std::move(b));
   if (!c.ok()) return c.err;
   d.etag = make_etag(d.version);
@@ -346,6 +350,7 @@ result<void> registry::remove(std::string_view device_id, std::string_view modul
   } else {
     b.ops.push_back(store::erase_op{store::table::modules, module_key(device_id, module_id)});
   }
+  if (batch_hook_) batch_hook_(b, registry_change{registry_change::kind::deleted, *cur});
   auto c = store_.submit_and_wait(std::move(b));
   if (!c.ok()) return c.err;
   if (listener_) listener_(registry_change{registry_change::kind::deleted, *cur});

@@ -108,6 +108,10 @@ class registry {
   // Called after every committed change (on the caller's thread); the hub uses it to drop sessions of
   // disabled or deleted identities.
   void on_change(std::function<void(const registry_change&)> cb) { listener_ = std::move(cb); }
+  // Lets another component add ops to the registry's own write batch for a change (twins and lifecycle
+  // events commit atomically with the identity). Runs on the caller's thread, before the commit.
+  using batch_hook = std::function<void(store::write_batch&, const registry_change&)>;
+  void on_batch(batch_hook h) { batch_hook_ = std::move(h); }
 
  private:
   result<device_record> write(device_record rec, registry_change::kind k);
@@ -115,6 +119,7 @@ class registry {
   now_fn now_;
   mutable std::mutex write_mu_;
   std::function<void(const registry_change&)> listener_;
+  batch_hook batch_hook_;
 };
 
 bytes encode_device_record(const device_record& r);

@@ -25,12 +25,37 @@ bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.
 
 }  // namespace
 
+std::optional<std::string_view> topic_query_value(std::string_view topic, std::string_view key) {
+  auto q = topic.find('?');
+  if (q == std::string_view::npos) return std::nullopt;
+  auto rest = topic.substr(q + 1);
+  while (!rest.empty()) {
+    auto amp = rest.find('&');
+    auto pair = rest.substr(0, amp);
+    auto eq = pair.find('=');
+    if (pair.substr(0, eq) == key) return eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
+    if (amp == std::string_view::npos) break;
+    rest.remove_prefix(amp + 1);
+  }
+  return std::nullopt;
+}
+
 classified_topic classify_publish(std::string_view topic, std::string_view device_id, std::string_view module_id) {
   if (starts_with(topic, "$iothub/")) {
-    if (starts_with(topic, "$iothub/twin/GET/")) return {topic_kind::twin_get, {}};
-    if (starts_with(topic, "$iothub/twin/PATCH/properties/reported/")) return {topic_kind::twin_patch_reported, {}};
-    if (starts_with(topic, "$iothub/methods/res/")) return {topic_kind::method_response, {}};
-    return {};
+    classified_topic c;
+    if (starts_with(topic, "$iothub/twin/GET/")) {
+      c.kind = topic_kind::twin_get;
+    } else if (starts_with(topic, "$iothub/twin/PATCH/properties/reported/")) {
+      c.kind = topic_kind::twin_patch_reported;
+    } else if (starts_with(topic, "$iothub/methods/res/")) {
+      c.kind = topic_kind::method_response;
+      auto rest = topic.substr(std::string_view("$iothub/methods/res/").size());
+      c.status = rest.substr(0, rest.find('/'));
+    } else {
+      return {};
+    }
+    c.rid = topic_query_value(topic, "$rid").value_or(std::string_view{});
+    return c;
   }
   auto rest = topic;
   if (!strip_identity_prefix(rest, device_id, module_id)) return {};

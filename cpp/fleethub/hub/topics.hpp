@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <optional>
 #include <string_view>
 
 namespace fleethub::hub {
@@ -18,7 +19,12 @@ enum class topic_kind {
 struct classified_topic {
   topic_kind kind = topic_kind::forbidden;
   std::string_view property_bag;  // telemetry: text after ".../messages/events/"
+  std::string_view rid;           // twin and method topics: the $rid query value (empty when absent)
+  std::string_view status;        // method_response: the {status} level
 };
+
+// The value of `key` in a topic's "?k=v&k=v" query (nullopt when absent).
+std::optional<std::string_view> topic_query_value(std::string_view topic, std::string_view key);
 
 // Classifies a PUBLISH topic from the identity (device_id, module_id). Never allocates.
 classified_topic classify_publish(std::string_view topic, std::string_view device_id, std::string_view module_id);

@@ -239,8 +239,8 @@ void mqtt_session::handle(proto::mqtt::event& ev) {
           } else {
             // Acknowledged through the same ordered path, so PUBACKs keep the PUBLISH order (MQTT 4.6).
             if (qos == 1) sc.acks.push_back(pid);
-            log_.log(log_level::debug, "mqtt", "publish_ignored", std::get<hub::publish_ignore>(outcome).reason,
-                     {{"client_id", identity_->client_id}});
+            if (auto* ig = std::get_if<hub::publish_ignore>(&outcome))
+              log_.log(log_level::debug, "mqtt", "publish_ignored", ig->reason, {{"client_id", identity_->client_id}});
           }
         } else if constexpr (std::is_same_v<T, proto::mqtt::subscribe_event>) {
           auto pid = e.packet.packet_id;

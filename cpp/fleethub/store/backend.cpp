@@ -12,6 +12,7 @@ const char* table_name(table t) {
     case table::sessions: return "sessions";
     case table::session_outbound: return "session_outbound";
     case table::meta: return "meta";
+    case table::twins: return "twins";
   }
   return "unknown";
 }

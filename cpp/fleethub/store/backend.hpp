@@ -30,8 +30,9 @@ enum class table : std::uint8_t {
   sessions,          // MQTT client id -> persistent session record
   session_outbound,  // client id + '\0' + 8-byte big-endian seq -> queued outbound message
   meta,              // schema version, partition count, hub settings
+  twins,             // device id [+ '\0' + module id] -> twin document (JSON text)
 };
-inline constexpr std::size_t table_count = 6;
+inline constexpr std::size_t table_count = 7;
 const char* table_name(table t);
 
 struct put_op { table t; std::string key; bytes value; };
