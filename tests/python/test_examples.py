@@ -44,3 +44,13 @@ def test_notebook_runs(notebook):
     for cell in cells:
         assert not cell.get("outputs"), "notebooks are committed with outputs stripped"
         exec(compile("".join(cell["source"]), f"{notebook.name}", "exec"), ns)
+
+
+@pytest.mark.sdk
+def test_twins_and_methods_example(tmp_path):
+    """The twins/methods example: desired patch delivered, method answered, reported state in the twin."""
+    r = _run([sys.executable, str(ROOT / "examples/python/twins_and_methods.py"), str(tmp_path / "data")], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "device got patch: {'target': 22.0, '$version': 3}" in r.stdout
+    assert "method answered: 200 {'ok': True}" in r.stdout
+    assert "connection: thermostat-1 connected" in r.stdout
