@@ -121,6 +121,7 @@ void twin_manager::update(std::string_view device_id, std::string_view module_id
     }
   }
   const auto now = now_();
+  const auto version_before = doc.version;
   json::value event_body;
   std::optional<json::value> notification;
   error fail;
@@ -165,6 +166,13 @@ void twin_manager::update(std::string_view device_id, std::string_view module_id
     lk.unlock();
     done(std::move(fail));
     return;
+  }
+  // One back-end write is one twin version, however many sections it touched.
+  if (doc.version != version_before + 1) {
+    doc.version = version_before + 1;
+    if (event_body.is_object())
+      if (auto* v = event_body.as_object().find("version")) *v = json::value(doc.version);
+    if (u.replace) event_body = twin_change_replace_body(doc);
   }
   auto client_id = client_id_of(device_id, module_id);
   std::string note = notification ? json::serialize(*notification) : std::string();
