@@ -224,3 +224,64 @@ def test_closing_hub_while_devices_stream_does_not_crash(tmp_path, how):
                 h.close()
         finally:
             shutil.rmtree(d, ignore_errors=True)  # hundreds of MB each
+
+
+def test_sigkill_during_reported_patches_keeps_every_acknowledged_version(tmp_path):
+    """Reported patches stream while the hub is SIGKILLed: every version answered 204 is in the twin after the
+    restart, the twin's content matches its version, and its TwinChangeEvents are all there."""
+    data_dir = tmp_path / "twincrash"
+    proc, port, key = _spawn_hub(data_dir)
+    acked: List[int] = []
+    lock = threading.Lock()
+    dead = threading.Event()
+    subscribed = threading.Event()
+
+    def on_message(client, userdata, msg):
+        m = re.match(r"\$iothub/twin/res/204/\?\$rid=(\d+)&\$version=(\d+)$", msg.topic)
+        if m:
+            with lock:
+                acked.append(int(m.group(2)))
+
+    c = mqtt.Client(client_id=DEVICE, clean_session=True, protocol=mqtt.MQTTv311, reconnect_on_failure=False)
+    c.username_pw_set(username_for("localhost", DEVICE), sas_for("localhost", DEVICE, key))
+    c.on_message = on_message
+    c.on_disconnect = lambda cl, ud, rc: dead.set()
+    c.on_subscribe = lambda *a: subscribed.set()
+    try:
+        c.connect("127.0.0.1", port, keepalive=30)
+        c.loop_start()
+        c.subscribe("$iothub/twin/res/#", qos=0)
+        assert subscribed.wait(10)
+        i = 0
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with lock:
+                n = len(acked)
+            if n >= 300:
+                break
+            if i - n < 50:  # a window of outstanding patches
+                c.publish(f"$iothub/twin/PATCH/properties/reported/?$rid={i}", json.dumps({"seq": i}), qos=0)
+                i += 1
+            else:
+                time.sleep(0.001)
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(10) == -signal.SIGKILL
+        assert dead.wait(10)
+    finally:
+        c.loop_stop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert len(acked) >= 300
+    assert acked == sorted(acked) and acked[0] == 2  # 204s came in version order
+    h = fleethub.Hub(data_dir, mqtt_port=None, mqtt_plain_port=None, log_level="warning")
+    try:
+        t = h.twins.get(DEVICE)
+        assert t.reported_version >= acked[-1]
+        # Patch k (seq k) produced version k + 2: the stored content belongs to the stored version.
+        assert t.reported == {"seq": t.reported_version - 2}
+        events = list(h.events.read(device_id=DEVICE, source="TwinChangeEvents"))
+        versions = [e.json()["properties"]["reported"]["$version"] for e in events]
+        assert versions == list(range(2, t.reported_version + 1))
+    finally:
+        h.close()
