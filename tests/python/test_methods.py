@@ -216,3 +216,21 @@ def test_pending_calls_fail_when_hub_stops(hub_factory, data_dir):
     assert isinstance(out.get("e"), fleethub.UnavailableError)
     with pytest.raises(fleethub.UnavailableError):
         h.methods.invoke("d", "m")
+
+
+def test_too_many_calls_in_flight_to_one_device(hub, device):
+    """At most 50 calls wait on one device (IoT Hub 403800 DeviceMaximumInflightMethodExceeded)."""
+    c = _method_device(hub, device)
+
+    async def go():
+        calls = [asyncio.ensure_future(hub.methods.invoke_async(device.device_id, "m", i, timeout=5))
+                 for i in range(50)]
+        await asyncio.sleep(0.2)
+        with pytest.raises(fleethub.ForbiddenError, match="in flight"):
+            await hub.methods.invoke_async(device.device_id, "m", 50, timeout=5)
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    results = asyncio.run(go())
+    assert all(isinstance(r, fleethub.MethodTimeoutError) for r in results)
+    assert hub._server.pending_methods == 0
+    c.close()
