@@ -158,6 +158,8 @@ result<value> parse(std::string_view text, const parse_limits& lim) {
     return make_error(errc::too_large, "JSON body is " + std::to_string(text.size()) +
                                            " bytes; the limit is " + std::to_string(lim.max_bytes));
   }
+  // An empty view may carry a null data(): simdjson would memcpy from it (UB), so answer here.
+  if (text.empty()) return make_error(errc::invalid_argument, "body is empty or whitespace only; expected a JSON value");
   // One parser per thread: it keeps its buffers between calls (sized to the largest body seen, bounded
   // by max_bytes), which is what makes simdjson fast.
   thread_local simdjson::dom::parser parser;

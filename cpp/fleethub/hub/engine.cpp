@@ -98,7 +98,8 @@ engine::engine(engine_options options, store::backend& store, registry& reg, log
                },
                options_.methods) {
   registry_.on_change([this](const registry_change& c) { on_registry_change(c); });
-  registry_.on_batch([this](store::write_batch& b, const registry_change& c) { twins_.on_identity_batch(b, c); });
+  registry_.on_batch([this](store::write_batch& b, const registry_change& c) { twins_.on_identity_batch(b, c); },
+                     [this](const registry_change& c) { twins_.on_identity_committed(c); });
   twins_.on_desired_change([this](const std::string& client_id, std::int64_t version, std::string body) {
     // QoS 0 and only while connected and subscribed: IoT Hub keeps no desired notifications for offline
     // devices; a device GETs the twin after reconnecting (semantics.md §1.6).
@@ -242,7 +243,6 @@ session_state* engine::load_session_locked(const std::string& client_id) {
 attach_result engine::attach(const client_identity& id, bool clean_session, std::shared_ptr<connection_link> link) {
   attach_result r;
   std::shared_ptr<connection_link> old;
-  bool newly_connected = false;
   {
     std::lock_guard lk(mu_);
     session_state* s = load_session_locked(id.client_id);
@@ -278,37 +278,33 @@ attach_result engine::attach(const client_identity& id, bool clean_session, std:
     auto& cs = connection_states_[id.client_id];
     if (!cs.connected) {
       connected_.fetch_add(1, std::memory_order_relaxed);
-      newly_connected = true;
+      // Made and submitted under the lock: sequence numbers and log order follow the state changes.
+      if (options_.connection_events)
+        append_event(events_.connection_state(id.device_id, id.module_id, true, now_ms()));
     }
     cs.connected = true;
     cs.updated_ms = now_ms();
   }
   if (old) old->kick("session taken over by a new connection with the same client id");
-  if (newly_connected && options_.connection_events)
-    append_event(events_.connection_state(id.device_id, id.module_id, true, now_ms()));
   // A restored session may already be subscribed to methods: calls waiting for this device can go now.
   methods_.on_reachable(id.client_id, std::chrono::steady_clock::now());
   return r;
 }
 
 void engine::detach(const client_identity& id, const connection_link* link, std::string_view reason) {
-  bool was_connected = false;
-  {
-    std::lock_guard lk(mu_);
-    auto it = sessions_.find(id.client_id);
-    if (it == sessions_.end() || it->second.link.get() != link) return;  // taken over: the new link owns it
-    it->second.link.reset();
-    if (!it->second.persistent) sessions_.erase(it);
-    auto& cs = connection_states_[id.client_id];
-    if (cs.connected) {
-      connected_.fetch_sub(1, std::memory_order_relaxed);
-      was_connected = true;
-    }
-    cs.connected = false;
-    cs.updated_ms = now_ms();
+  std::lock_guard lk(mu_);
+  auto it = sessions_.find(id.client_id);
+  if (it == sessions_.end() || it->second.link.get() != link) return;  // taken over: the new link owns it
+  it->second.link.reset();
+  if (!it->second.persistent) sessions_.erase(it);
+  auto& cs = connection_states_[id.client_id];
+  if (cs.connected) {
+    connected_.fetch_sub(1, std::memory_order_relaxed);
+    if (options_.connection_events)
+      append_event(events_.connection_state(id.device_id, id.module_id, false, now_ms()));
   }
-  if (was_connected && options_.connection_events)
-    append_event(events_.connection_state(id.device_id, id.module_id, false, now_ms()));
+  cs.connected = false;
+  cs.updated_ms = now_ms();
 }
 
 void engine::append_event(message m) {
@@ -339,6 +335,10 @@ void engine::twin_reply(const std::string& client_id, int status, std::string_vi
 }
 
 void engine::invoke_method(method_request req, method_callback cb) {
+  if (auto v = validate_method_request(req, options_.methods); !v) {
+    cb(v.err());
+    return;
+  }
   if (auto rec = registry_.get(req.device_id, req.module_id); !rec) {
     cb(rec.err());
     return;
@@ -628,9 +628,9 @@ void engine::release_links() {
     }
     for (auto& [cid, cs] : connection_states_) cs.connected = false;
     connected_.store(0, std::memory_order_relaxed);
+    if (options_.connection_events)
+      for (auto& [d, m] : gone) append_event(events_.connection_state(d, m, false, now_ms()));
   }
-  if (options_.connection_events)
-    for (auto& [d, m] : gone) append_event(events_.connection_state(d, m, false, now_ms()));
   methods_.cancel_all("the hub is stopping");
 }
 

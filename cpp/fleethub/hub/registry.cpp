@@ -352,7 +352,10 @@ result<void> registry::remove(std::string_view device_id, std::string_view modul
   }
   if (batch_hook_) batch_hook_(b, registry_change{registry_change::kind::deleted, *cur});
   auto c = store_.submit_and_wait(std::move(b));
-  if (!c.ok()) return c.err;
+  if (!c.ok()) {
+    if (batch_failed_) batch_failed_(registry_change{registry_change::kind::deleted, *cur});
+    return c.err;
+  }
   if (listener_) listener_(registry_change{registry_change::kind::deleted, *cur});
   return {};
 }

@@ -110,8 +110,12 @@ class registry {
   void on_change(std::function<void(const registry_change&)> cb) { listener_ = std::move(cb); }
   // Lets another component add ops to the registry's own write batch for a change (twins and lifecycle
   // events commit atomically with the identity). Runs on the caller's thread, before the commit.
+  // `failed` runs (instead of the change listener) when such a batch did not commit.
   using batch_hook = std::function<void(store::write_batch&, const registry_change&)>;
-  void on_batch(batch_hook h) { batch_hook_ = std::move(h); }
+  void on_batch(batch_hook h, std::function<void(const registry_change&)> failed = {}) {
+    batch_hook_ = std::move(h);
+    batch_failed_ = std::move(failed);
+  }
 
  private:
   result<device_record> write(device_record rec, registry_change::kind k);
@@ -120,6 +124,7 @@ class registry {
   mutable std::mutex write_mu_;
   std::function<void(const registry_change&)> listener_;
   batch_hook batch_hook_;
+  std::function<void(const registry_change&)> batch_failed_;
 };
 
 bytes encode_device_record(const device_record& r);

@@ -241,6 +241,21 @@ void twin_manager::on_identity_batch(store::write_batch& b, const registry_chang
   if (d.module_id.empty()) {
     std::string prefix = d.device_id;
     prefix.push_back('\0');
+    // The device's modules go with it: each gets its own deleteDeviceIdentity event (with its moduleId).
+    std::string after;
+    for (;;) {
+      auto rows = store_.scan(store::table::twins, prefix, after, 256);
+      if (!rows || rows->empty()) break;
+      for (auto& kv : *rows) {
+        auto mt = decode_twin(kv.value);
+        if (!mt) continue;
+        auto mev = events_.lifecycle(d.device_id, mt->module_id, false,
+                                     json::serialize(twin_change_replace_body(*mt)), now);
+        b.ops.push_back(store::append_op{partition, encode_message(mev)});
+      }
+      after = rows->back().key;
+      if (rows->size() < 256) break;
+    }
     b.ops.push_back(store::erase_prefix_op{store::table::twins, std::move(prefix)});
   }
   auto ev = events_.lifecycle(d.device_id, d.module_id, false, std::move(body), now);

@@ -149,5 +149,127 @@ TEST(MessageCodec, GarbageNeverCrashes) {
   }
 }
 
+// --- record version 3: the message source ---------------------------------------------------------------------
+
+constexpr message_source all_sources[] = {message_source::telemetry, message_source::twin_change_events,
+                                          message_source::device_lifecycle_events,
+                                          message_source::device_connection_state_events};
+
+// The same message as a version-2 record (no source byte), as a store written before version 3 holds it.
+bytes as_version2(const message& m) {
+  bytes rec = encode_message(m);
+  rec.erase(rec.begin() + 1);
+  rec[0] = 2;
+  return rec;
+}
+
+TEST(MessageCodec, Version3RoundTripForEachSource) {
+  for (auto src : all_sources) {
+    message m = sample();
+    m.source = src;
+    m.auth = connection_auth::sas;
+    m.auth_generation_id = "g";
+    bytes rec = encode_message(m);
+    ASSERT_GE(rec.size(), 2u);
+    EXPECT_EQ(rec[0], 3);
+    EXPECT_EQ(rec[1], static_cast<std::uint8_t>(src));
+    auto back = decode_message(rec);
+    ASSERT_TRUE(back) << back.err().message;
+    EXPECT_EQ(back->source, src);
+    EXPECT_EQ(*back, m);
+    auto light = decode_message_without_properties(rec);
+    ASSERT_TRUE(light) << light.err().message;
+    EXPECT_EQ(light->source, src);
+    EXPECT_EQ(light->body, m.body);
+    auto peeked = peek_message_source(rec);
+    ASSERT_TRUE(peeked.has_value());
+    EXPECT_EQ(*peeked, src);
+  }
+  EXPECT_EQ(message_record_version, 3);
+  EXPECT_EQ(message_source_count, 4);
+}
+
+TEST(MessageCodec, SourceNames) {
+  EXPECT_EQ(message_source_name(message_source::telemetry), "Telemetry");
+  EXPECT_EQ(message_source_name(message_source::twin_change_events), "twinChangeEvents");
+  EXPECT_EQ(message_source_name(message_source::device_lifecycle_events), "deviceLifecycleEvents");
+  EXPECT_EQ(message_source_name(message_source::device_connection_state_events), "deviceConnectionStateEvents");
+  for (auto src : all_sources) EXPECT_EQ(message_source_from_string(message_source_name(src)), src);
+  EXPECT_EQ(message_source_from_string("DeviceMessages"), message_source::telemetry);
+  EXPECT_EQ(message_source_from_string("TWINCHANGEEVENTS"), message_source::twin_change_events);
+  EXPECT_EQ(message_source_from_string("DeviceConnectionStateEvents"), message_source::device_connection_state_events);
+  EXPECT_FALSE(message_source_from_string("telemetryx").has_value());
+  EXPECT_FALSE(message_source_from_string("").has_value());
+}
+
+TEST(MessageCodec, Version2RecordsDecodeAsTelemetry) {
+  message m = sample();
+  m.auth = connection_auth::x509;
+  m.auth_generation_id = "gen";
+  for (auto src : all_sources) {
+    m.source = src;
+    bytes v2 = as_version2(m);
+    ASSERT_EQ(v2[0], 2);
+    auto r = decode_message(v2);
+    ASSERT_TRUE(r) << r.err().message;
+    EXPECT_EQ(r->source, message_source::telemetry) << "version 2 had no source: all of it was telemetry";
+    message expect = m;
+    expect.source = message_source::telemetry;
+    EXPECT_EQ(*r, expect);
+    EXPECT_EQ(r->auth, connection_auth::x509);
+    EXPECT_EQ(r->auth_generation_id, "gen");
+    auto peeked = peek_message_source(v2);
+    ASSERT_TRUE(peeked.has_value());
+    EXPECT_EQ(*peeked, message_source::telemetry);
+  }
+}
+
+TEST(MessageCodec, PeekSourceOfVersion1AndBadRecords) {
+  bytes v1{1, 1, 'd', 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 'h', 'i'};
+  ASSERT_TRUE(decode_message(v1));
+  EXPECT_EQ(decode_message(v1)->source, message_source::telemetry);
+  EXPECT_EQ(peek_message_source(v1), message_source::telemetry);
+  EXPECT_EQ(peek_message_source(bytes{}), std::nullopt) << "empty";
+  EXPECT_EQ(peek_message_source(bytes{0, 0}), std::nullopt) << "version 0";
+  EXPECT_EQ(peek_message_source(bytes{4, 0}), std::nullopt) << "a future version";
+  EXPECT_EQ(peek_message_source(bytes{3}), std::nullopt) << "version 3 without its source byte";
+  EXPECT_EQ(peek_message_source(bytes{3, message_source_count}), std::nullopt) << "unknown source";
+  EXPECT_EQ(peek_message_source(bytes{3, 0xFF}), std::nullopt);
+  EXPECT_EQ(peek_message_source(bytes{3, 2}), message_source::device_lifecycle_events)
+      << "peek reads only the first two bytes";
+}
+
+TEST(MessageCodec, InvalidSourceByteIsADecodeError) {
+  for (std::uint8_t bad : {message_source_count, std::uint8_t{5}, std::uint8_t{0x7F}, std::uint8_t{0xFF}}) {
+    bytes rec = encode_message(sample());
+    rec[1] = bad;
+    auto r = decode_message(rec);
+    ASSERT_FALSE(r) << int(bad);
+    EXPECT_EQ(r.err().code, errc::invalid_argument);
+    auto light = decode_message_without_properties(rec);
+    ASSERT_FALSE(light) << int(bad);
+    EXPECT_EQ(light.err().code, errc::invalid_argument);
+  }
+}
+
+TEST(MessageCodec, FullSystemPropertiesNameTheSource) {
+  message m = sample();
+  auto full = full_system_properties(m);
+  ASSERT_NE(find_property(full, sysprop::message_source), nullptr);
+  EXPECT_EQ(*find_property(full, sysprop::message_source), "Telemetry");
+  EXPECT_EQ(std::count_if(full.begin(), full.end(), [](const property& p) { return p.key == sysprop::message_source; }),
+            1);
+  EXPECT_EQ(find_property(m.system_properties, sysprop::message_source), nullptr) << "derived, not stored";
+  for (auto src : all_sources) {
+    m.source = src;
+    EXPECT_EQ(*find_property(full_system_properties(m), sysprop::message_source), message_source_name(src));
+  }
+  // The rest of the derived properties are still there.
+  m.source = message_source::telemetry;
+  EXPECT_NE(find_property(full_system_properties(m), sysprop::enqueued_time), nullptr);
+  EXPECT_EQ(*find_property(full_system_properties(decode_message(as_version2(m)).value()), sysprop::message_source),
+            "Telemetry");
+}
+
 }  // namespace
 }  // namespace fleethub

@@ -405,5 +405,352 @@ TEST(Topics, Classification) {
   EXPECT_FALSE(subscription_allowed("devices/+/messages/devicebound/#", "d", ""));
 }
 
+// --- twins, methods and system events through the engine ----------------------------------------------------
+
+// Subscribes `id` to `filters` (QoS 0) and waits until the subscription is in force.
+void subscribe_to(engine& eng, const client_identity& id, const std::vector<std::string>& filters) {
+  std::vector<proto::mqtt::subscription> subs;
+  for (auto& f : filters) subs.push_back({f, 0});
+  std::promise<std::vector<std::uint8_t>> codes;
+  eng.subscribe(id, subs, [&](std::vector<std::uint8_t> c) { codes.set_value(std::move(c)); });
+  auto got = codes.get_future().get();
+  for (auto c : got) ASSERT_NE(c, proto::mqtt::suback_failure);
+}
+
+// Waits (up to 5 s) for a delivery whose topic starts with `prefix`; returns a copy of it.
+std::optional<outbound_message> wait_for_topic(recording_link& l, const std::string& prefix) {
+  std::unique_lock lk(l.mu);
+  std::optional<outbound_message> found;
+  l.cv.wait_for(lk, std::chrono::seconds(5), [&] {
+    for (auto& m : l.delivered)
+      if (m.topic.rfind(prefix, 0) == 0) {
+        found = m;
+        return true;
+      }
+    return false;
+  });
+  return found;
+}
+
+std::size_t delivered_count(recording_link& l) {
+  std::lock_guard lk(l.mu);
+  return l.delivered.size();
+}
+
+// Every message in the event log with the given source.
+std::vector<message> logged(store::backend& s, message_source src) {
+  s.submit_and_wait({});  // barrier: everything submitted so far is committed
+  std::vector<message> out;
+  for (std::uint32_t p = 0; p < s.partition_count(); ++p) {
+    auto rows = s.read_events(p, 0, 100000);
+    EXPECT_TRUE(rows);
+    if (!rows) continue;
+    for (auto& row : *rows) {
+      auto m = decode_message(row.record);
+      EXPECT_TRUE(m);
+      if (m && m->source == src) out.push_back(std::move(*m));
+    }
+  }
+  return out;
+}
+
+proto::mqtt::publish_packet pub(std::string topic, std::string_view body = {}) {
+  proto::mqtt::publish_packet p;
+  p.topic = std::move(topic);
+  p.payload = to_bytes(std::string(body));
+  return p;
+}
+
+TEST_F(EngineTest, TwinGetAnswersOnTheResponseTopic) {
+  auto d = make_device("dev1");
+  auto id = eng_->authenticate(request(d), now()).identity;
+  auto l = std::make_shared<recording_link>();
+  eng_->attach(id, false, l);
+  subscribe_to(*eng_, id, {"$iothub/twin/res/#"});
+  auto out = eng_->on_publish(id, pub("$iothub/twin/GET/?$rid=X"), now());
+  EXPECT_TRUE(std::holds_alternative<publish_handled>(out));
+  auto m = wait_for_topic(*l, "$iothub/twin/res/");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->topic, "$iothub/twin/res/200/?$rid=X");
+  EXPECT_EQ(m->qos, 0);
+  auto body = json::parse(as_string_view(m->payload));
+  ASSERT_TRUE(body) << as_string_view(m->payload);
+  EXPECT_EQ(body->find("desired")->find("$version")->as_int(), 1);
+  EXPECT_EQ(body->find("reported")->find("$version")->as_int(), 1);
+  EXPECT_EQ(body->find("desired")->find("$metadata"), nullptr) << "the device view has no metadata";
+  EXPECT_TRUE(logged(*store_, message_source::twin_change_events).empty()) << "a read is not a change";
+}
+
+TEST_F(EngineTest, TwinGetWithoutSubscriptionSendsNothing) {
+  auto d = make_device("dev1");
+  auto id = eng_->authenticate(request(d), now()).identity;
+  auto l = std::make_shared<recording_link>();
+  eng_->attach(id, false, l);
+  EXPECT_TRUE(std::holds_alternative<publish_handled>(eng_->on_publish(id, pub("$iothub/twin/GET/?$rid=1"), now())));
+  store_->submit_and_wait({});
+  EXPECT_EQ(delivered_count(*l), 0u);
+}
+
+TEST_F(EngineTest, ReportedPatchIsAnswered204WithTheNewVersion) {
+  auto d = make_device("dev1");
+  auto id = eng_->authenticate(request(d), now()).identity;
+  auto l = std::make_shared<recording_link>();
+  eng_->attach(id, false, l);
+  subscribe_to(*eng_, id, {"$iothub/twin/res/#"});
+  auto out = eng_->on_publish(id, pub("$iothub/twin/PATCH/properties/reported/?$rid=X", R"({"temp":21})"), now());
+  EXPECT_TRUE(std::holds_alternative<publish_handled>(out));
+  auto m = wait_for_topic(*l, "$iothub/twin/res/");
+  ASSERT_TRUE(m) << "no response";
+  EXPECT_EQ(m->topic, "$iothub/twin/res/204/?$rid=X&$version=2");
+  EXPECT_TRUE(m->payload.empty());
+  auto t = eng_->twins().get("dev1");
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->reported_version, 2);
+  EXPECT_EQ(t->reported.find("temp")->as_int(), 21);
+  // The change is in the log as a twin change event.
+  auto ev = logged(*store_, message_source::twin_change_events);
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(*find_property(ev[0].app_properties, "opType"), "updateTwin");
+  EXPECT_EQ(ev[0].device_id, "dev1");
+  // A second patch: version 3; the GET shows it.
+  eng_->on_publish(id, pub("$iothub/twin/PATCH/properties/reported/?$rid=Y", R"({"temp":22})"), now());
+  auto m2 = wait_for_topic(*l, "$iothub/twin/res/204/?$rid=Y");
+  ASSERT_TRUE(m2);
+  EXPECT_EQ(m2->topic, "$iothub/twin/res/204/?$rid=Y&$version=3");
+}
+
+TEST_F(EngineTest, BadReportedPatchIsAnswered400) {
+  auto d = make_device("dev1");
+  auto id = eng_->authenticate(request(d), now()).identity;
+  auto l = std::make_shared<recording_link>();
+  eng_->attach(id, false, l);
+  subscribe_to(*eng_, id, {"$iothub/twin/res/#"});
+  for (const char* bad : {"{not json", "[1,2]"}) {
+    SCOPED_TRACE(bad);
+    auto n = delivered_count(*l);
+    auto out = eng_->on_publish(id, pub("$iothub/twin/PATCH/properties/reported/?$rid=X", bad), now());
+    EXPECT_TRUE(std::holds_alternative<publish_handled>(out));
+    ASSERT_TRUE(l->wait_delivered(n + 1));
+    outbound_message m;
+    {
+      std::lock_guard lk(l->mu);
+      m = l->delivered[n];
+    }
+    EXPECT_EQ(m.topic, "$iothub/twin/res/400/?$rid=X");
+    auto body = json::parse(as_string_view(m.payload));
+    ASSERT_TRUE(body) << as_string_view(m.payload);
+    ASSERT_NE(body->find("errorCode"), nullptr);
+    EXPECT_EQ(body->find("errorCode")->as_int(), 400004);
+    EXPECT_FALSE(body->find("message")->as_string().empty());
+  }
+  EXPECT_EQ(eng_->twins().get("dev1")->reported_version, 1);
+  EXPECT_TRUE(logged(*store_, message_source::twin_change_events).empty());
+}
+
+TEST_F(EngineTest, DesiredChangeIsPushedToASubscribedDevice) {
+  auto d = make_device("dev1");
+  auto id = eng_->authenticate(request(d), now()).identity;
+  auto l = std::make_shared<recording_link>();
+  eng_->attach(id, false, l);
+  subscribe_to(*eng_, id, {"$iothub/twin/PATCH/properties/desired/#"});
+  twin_update u;
+  u.desired = json::parse(R"({"fan":"on"})").value();
+  std::promise<result<twin_document>> done;
+  eng_->twins().update("dev1", "", u, [&](result<twin_document> r) { done.set_value(std::move(r)); });
+  auto r = done.get_future().get();
+  ASSERT_TRUE(r) << r.err().message;
+  auto m = wait_for_topic(*l, "$iothub/twin/PATCH/properties/desired/");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->topic, "$iothub/twin/PATCH/properties/desired/?$version=2");
+  auto body = json::parse(as_string_view(m->payload));
+  ASSERT_TRUE(body) << as_string_view(m->payload);
+  EXPECT_EQ(body->find("$version")->as_int(), 2);
+  EXPECT_EQ(body->find("fan")->as_string(), "on");
+  EXPECT_NE(as_string_view(m->payload).find("\"$version\":2"), std::string::npos) << as_string_view(m->payload);
+}
+
+TEST_F(EngineTest, InvokeMethodRoundTrip) {
+  auto d = make_device("dev1");
+  auto other = make_device("dev2");
+  auto id = eng_->authenticate(request(d), now()).identity;
+  auto id2 = eng_->authenticate(request(other), now()).identity;
+  auto l = std::make_shared<recording_link>();
+  eng_->attach(id, false, l);
+  eng_->attach(id2, false, std::make_shared<recording_link>());
+  subscribe_to(*eng_, id, {"$iothub/methods/POST/#"});
+  method_request req;
+  req.device_id = "dev1";
+  req.method_name = "reboot";
+  req.payload = to_bytes(R"({"delay":5})");
+  std::promise<result<method_response>> got;
+  std::atomic<int> calls{0};
+  eng_->invoke_method(req, [&](result<method_response>&& r) {
+    ++calls;
+    got.set_value(std::move(r));
+  });
+  auto m = wait_for_topic(*l, "$iothub/methods/POST/");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->qos, 0);
+  EXPECT_EQ(as_string_view(m->payload), R"({"delay":5})");
+  const std::string prefix = "$iothub/methods/POST/reboot/?$rid=";
+  ASSERT_EQ(m->topic.rfind(prefix, 0), 0u) << m->topic;
+  auto rid = m->topic.substr(prefix.size());
+  ASSERT_FALSE(rid.empty());
+  EXPECT_EQ(eng_->pending_methods(), 1u);
+  // Another device cannot answer for it.
+  EXPECT_TRUE(std::holds_alternative<publish_handled>(
+      eng_->on_publish(id2, pub("$iothub/methods/res/200/?$rid=" + rid, "{}"), now())));
+  EXPECT_EQ(calls.load(), 0);
+  // The device answers.
+  auto out = eng_->on_publish(id, pub("$iothub/methods/res/200/?$rid=" + rid, R"({"ok":true})"), now());
+  EXPECT_TRUE(std::holds_alternative<publish_handled>(out));
+  auto fut = got.get_future();
+  ASSERT_EQ(fut.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  auto r = fut.get();
+  ASSERT_TRUE(r) << r.err().message;
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(as_string_view(r->payload), R"({"ok":true})");
+  EXPECT_EQ(eng_->pending_methods(), 0u);
+  // A repeated answer is dropped.
+  eng_->on_publish(id, pub("$iothub/methods/res/200/?$rid=" + rid, "{}"), now());
+  EXPECT_EQ(calls.load(), 1);
+}
+
+TEST_F(EngineTest, InvokeMethodErrors) {
+  method_request req;
+  req.device_id = "ghost";
+  req.method_name = "reboot";
+  std::optional<result<method_response>> r;
+  eng_->invoke_method(req, [&](result<method_response>&& x) { r.emplace(std::move(x)); });
+  ASSERT_TRUE(r.has_value()) << "refused at once";
+  ASSERT_FALSE(*r);
+  EXPECT_EQ(r->err().code, errc::not_found);
+
+  // Registered but offline, no connect timeout: not connected.
+  auto d = make_device("dev1");
+  req.device_id = "dev1";
+  r.reset();
+  eng_->invoke_method(req, [&](result<method_response>&& x) { r.emplace(std::move(x)); });
+  ASSERT_TRUE(r.has_value());
+  ASSERT_FALSE(*r);
+  EXPECT_EQ(r->err().code, errc::not_connected);
+
+  // Connected but not subscribed to methods: not connected either.
+  auto id = eng_->authenticate(request(d), now()).identity;
+  auto l = std::make_shared<recording_link>();
+  eng_->attach(id, false, l);
+  r.reset();
+  eng_->invoke_method(req, [&](result<method_response>&& x) { r.emplace(std::move(x)); });
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->err().code, errc::not_connected);
+  EXPECT_EQ(delivered_count(*l), 0u);
+
+  // A bad request is refused before anything is sent.
+  subscribe_to(*eng_, id, {"$iothub/methods/POST/#"});
+  req.method_name = "a/b";
+  r.reset();
+  eng_->invoke_method(req, [&](result<method_response>&& x) { r.emplace(std::move(x)); });
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->err().code, errc::invalid_argument);
+  EXPECT_EQ(delivered_count(*l), 0u);
+  EXPECT_EQ(eng_->pending_methods(), 0u);
+}
+
+TEST_F(EngineTest, InvokeMethodWaitsForTheDeviceToSubscribe) {
+  auto d = make_device("dev1");
+  auto id = eng_->authenticate(request(d), now()).identity;
+  method_request req;
+  req.device_id = "dev1";
+  req.method_name = "wake";
+  req.connect_timeout = std::chrono::seconds(30);
+  std::promise<result<method_response>> got;
+  eng_->invoke_method(req, [&](result<method_response>&& r) { got.set_value(std::move(r)); });
+  EXPECT_EQ(eng_->pending_methods(), 1u);
+  auto l = std::make_shared<recording_link>();
+  eng_->attach(id, false, l);
+  EXPECT_EQ(delivered_count(*l), 0u) << "connected but not subscribed yet";
+  subscribe_to(*eng_, id, {"$iothub/methods/POST/#"});
+  auto m = wait_for_topic(*l, "$iothub/methods/POST/wake/?$rid=");
+  ASSERT_TRUE(m) << "sent once subscribed";
+  auto rid = m->topic.substr(m->topic.find("$rid=") + 5);
+  eng_->on_publish(id, pub("$iothub/methods/res/500/?$rid=" + rid), now());
+  auto fut = got.get_future();
+  ASSERT_EQ(fut.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  auto r = fut.get();
+  ASSERT_TRUE(r) << r.err().message;
+  EXPECT_EQ(r->status, 500);
+  EXPECT_TRUE(r->payload.empty());
+}
+
+TEST_F(EngineTest, AttachAndDetachLogConnectionStateEvents) {
+  auto d = make_device("dev1");
+  auto id = eng_->authenticate(request(d), now()).identity;
+  auto l1 = std::make_shared<recording_link>();
+  eng_->attach(id, false, l1);
+  auto l2 = std::make_shared<recording_link>();
+  eng_->attach(id, false, l2);  // takeover: still connected, no second deviceConnected
+  eng_->detach(id, l1.get(), "kicked");  // the old link: no-op
+  eng_->detach(id, l2.get(), "gone");
+  eng_->detach(id, l2.get(), "gone again");  // already detached
+  auto ev = logged(*store_, message_source::device_connection_state_events);
+  ASSERT_EQ(ev.size(), 2u);
+  EXPECT_EQ(*find_property(ev[0].app_properties, "opType"), "deviceConnected");
+  EXPECT_EQ(*find_property(ev[1].app_properties, "opType"), "deviceDisconnected");
+  std::string prev;
+  for (auto& m : ev) {
+    EXPECT_EQ(m.device_id, "dev1");
+    EXPECT_EQ(*find_property(m.app_properties, "iothub-message-schema"), "deviceConnectionStateNotification");
+    EXPECT_EQ(*find_property(m.app_properties, "deviceId"), "dev1");
+    EXPECT_EQ(*find_property(full_system_properties(m), sysprop::message_source), "deviceConnectionStateEvents");
+    EXPECT_EQ(*find_property(m.system_properties, sysprop::user_id), eng_->events().hub_name());
+    auto body = json::parse(as_string_view(m.body));
+    ASSERT_TRUE(body);
+    auto seq = body->find("sequenceNumber")->as_string();
+    EXPECT_EQ(seq.size(), 64u);
+    EXPECT_GT(seq, prev) << "sequence numbers increase";
+    prev = seq;
+  }
+  // The device's creation is in the log as a lifecycle event, in the same partition before them.
+  auto life = logged(*store_, message_source::device_lifecycle_events);
+  ASSERT_EQ(life.size(), 1u);
+  EXPECT_EQ(*find_property(life[0].app_properties, "opType"), "createDeviceIdentity");
+}
+
+TEST_F(EngineTest, ModuleConnectionEventsCarryTheModuleId) {
+  make_device("dev1");
+  auto m = *reg_->create({.device_id = "dev1", .module_id = "mod1"});
+  connect_request r;
+  r.client_id = "dev1/mod1";
+  r.username = "hub.local/dev1/mod1/";
+  r.password = make_sas_token("hub.local/devices/dev1/modules/mod1", m.primary_key, 4102444800);
+  auto id = eng_->authenticate(r, now()).identity;
+  auto l = std::make_shared<recording_link>();
+  eng_->attach(id, true, l);
+  eng_->detach(id, l.get(), "bye");
+  auto ev = logged(*store_, message_source::device_connection_state_events);
+  ASSERT_EQ(ev.size(), 2u);
+  for (auto& e : ev) {
+    EXPECT_EQ(e.module_id, "mod1");
+    EXPECT_EQ(*find_property(e.app_properties, "moduleId"), "mod1");
+    EXPECT_EQ(*find_property(e.system_properties, sysprop::connection_module_id), "mod1");
+  }
+}
+
+TEST_F(EngineTest, RegistryCreateAndDeleteWriteTwinAndLifecycleEvent) {
+  make_device("dev1");
+  auto t = eng_->twins().get("dev1");
+  ASSERT_TRUE(t) << t.err().message;
+  EXPECT_EQ(twin_etag(*t), "AAAAAAAAAAE=");
+  ASSERT_TRUE(store_->get(store::table::twins, "dev1")->has_value()) << "the twin is stored with the identity";
+  ASSERT_TRUE(reg_->remove("dev1"));
+  EXPECT_FALSE(store_->get(store::table::twins, "dev1")->has_value());
+  EXPECT_EQ(eng_->twins().get("dev1").err().code, errc::not_found);
+  auto life = logged(*store_, message_source::device_lifecycle_events);
+  ASSERT_EQ(life.size(), 2u);
+  EXPECT_EQ(*find_property(life[0].app_properties, "opType"), "createDeviceIdentity");
+  EXPECT_EQ(*find_property(life[1].app_properties, "opType"), "deleteDeviceIdentity");
+  EXPECT_EQ(*find_property(life[1].app_properties, "iothub-message-schema"), "deviceLifecycleNotification");
+}
+
 }  // namespace
 }  // namespace fleethub::hub
