@@ -23,8 +23,9 @@ def test_lifecycle_events_for_devices_and_modules(hub):
     hub.devices.delete("life1")
     evs = _by_source(hub, "DeviceLifecycleEvents", "life1")
     assert [(e.module_id, e.properties["opType"]) for e in evs] == [
-        (None, "createDeviceIdentity"), ("m1", "createDeviceIdentity"), (None, "deleteDeviceIdentity")]
-    create, mod, delete = evs
+        (None, "createDeviceIdentity"), ("m1", "createDeviceIdentity"),
+        ("m1", "deleteDeviceIdentity"), (None, "deleteDeviceIdentity")]  # modules go with their device
+    create, mod, _, delete = evs
     assert create.source == "deviceLifecycleEvents"
     sp = create.system_properties
     assert sp["iothub-message-source"] == "deviceLifecycleEvents"
