@@ -207,7 +207,7 @@ void Engine::rr_on_request(Client& c, std::string_view topic) {
 void Engine::rr_summary(Json& j) {
   j.key("subscribed").num(c_.subscribed);
   j.key("suback_failures").num(c_.suback_fail);
-  j.key("unsubscribed_at_ready").num(waiting_suback_);
+  j.key("waiting_suback_at_exit").num(waiting_suback_);
   if (o_.mode == "methods") {
     const bool have_window = o_.window_end_ns > o_.window_start_ns;
     double dur = have_window ? double(o_.window_end_ns - o_.window_start_ns) / 1e9 : 0.0;
