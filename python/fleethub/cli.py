@@ -65,7 +65,35 @@ def _parser() -> argparse.ArgumentParser:
         _common(x)
         if name != "list":
             x.add_argument("device_id")
+    t = sub.add_parser("twin", help="read or change device twins (on a data dir no hub process holds)")
+    tsub = t.add_subparsers(dest="action", required=True)
+    x = tsub.add_parser("show", help="print the twin as IoT Hub's service API returns it")
+    _common(x)
+    x.add_argument("device_id")
+    x.add_argument("--module-id")
+    u = tsub.add_parser("update", help="merge tags and/or desired properties (JSON objects)")
+    _common(u)
+    u.add_argument("device_id")
+    u.add_argument("--module-id")
+    u.add_argument("--tags", type=json.loads, help='JSON object, e.g. \'{"site": "lab"}\'')
+    u.add_argument("--desired", type=json.loads, help="JSON object; null deletes a property")
+    u.add_argument("--etag", help="apply only if the twin still has this etag")
     return ap
+
+
+def _twin(a: argparse.Namespace) -> int:
+    from .hub import Hub
+
+    hub = Hub(a.data_dir, hostname=a.hostname, mqtt_port=None, log_level="warning")
+    try:
+        if a.action == "show":
+            twin = hub.twins.get(a.device_id, module_id=a.module_id)
+        else:
+            twin = hub.twins.update(a.device_id, tags=a.tags, desired=a.desired, etag=a.etag, module_id=a.module_id)
+        print(json.dumps(twin.to_dict(), indent=2))
+    finally:
+        hub.close()
+    return 0
 
 
 def _device_json(dev: Any) -> str:
@@ -125,7 +153,9 @@ def _device(a: argparse.Namespace) -> int:
 def main(argv: Optional[List[str]] = None) -> int:
     a = _parser().parse_args(argv)
     try:
-        return _serve(a) if a.command == "serve" else _device(a)
+        if a.command == "serve":
+            return _serve(a)
+        return _twin(a) if a.command == "twin" else _device(a)
     except Error as e:
         print(f"fleethub: error: {e}", file=sys.stderr)
         return 2

@@ -286,3 +286,20 @@ def test_serve_sigterm_right_after_ready_banner_exits_cleanly(tmp_path):
         out, err = p.communicate(timeout=10)
     assert "Register a device" in out, (out, err)
     assert p.returncode == 0, f"exit status {p.returncode} after SIGTERM following the ready banner; stderr={err!r}"
+
+
+def test_twin_show_and_update(tmp_path):
+    """`fleethub twin update` merges tags/desired (etag-checked); `twin show` prints the service-API twin."""
+    data = str(tmp_path / "d")
+    fh("device", "create", "tw1", "--data-dir", data)
+    r = fh("twin", "update", "tw1", "--data-dir", data, "--tags", '{"site": "lab"}', "--desired", '{"rate": 5}')
+    t = json.loads(r.stdout)
+    assert t["tags"] == {"site": "lab"} and t["properties"]["desired"]["rate"] == 5
+    assert t["properties"]["desired"]["$version"] == 2
+    r = fh("twin", "show", "tw1", "--data-dir", data)
+    assert json.loads(r.stdout)["etag"] == t["etag"]
+    r = fh("twin", "update", "tw1", "--data-dir", data, "--desired", '{"rate": 6}', "--etag", "AAAAAAAAAAE=",
+           check=False)
+    assert r.returncode == 2 and "etag" in r.stderr
+    r = fh("twin", "show", "nope", "--data-dir", data, check=False)
+    assert r.returncode == 2 and "not registered" in r.stderr
