@@ -9,6 +9,7 @@
 #include <future>
 #include <mutex>
 #include <optional>
+#include <thread>
 
 #include "errors.hpp"
 #include "fleethub/app/hub_server.hpp"
@@ -207,6 +208,7 @@ std::string twin_json(app::hub_server& s, const hub::twin_document& t) {
     id.iot_edge = rec->iot_edge;
   }
   auto cs = s.engine().connection_state(t.device_id, t.module_id);
+  if (t.module_id.empty()) id.c2d_message_count = static_cast<std::int64_t>(s.engine().c2d().depth(t.device_id));
   id.connected = cs.connected;
   id.last_activity_ms = cs.updated_ms;
   return json::serialize(hub::service_view(t, id));
@@ -226,8 +228,27 @@ hub::method_request method_request_from(const std::string& device, const std::st
   return r;
 }
 
+using prop_pairs = std::vector<std::pair<std::string, std::string>>;
+
+hub::c2d_send_request c2d_request_from(const std::string& device, py::bytes body, const prop_pairs& sys,
+                                       const prop_pairs& app, std::optional<std::int64_t> expiry_ms,
+                                       const std::string& ack) {
+  hub::c2d_send_request r;
+  r.device_id = device;
+  std::string b = body;
+  r.body.assign(b.begin(), b.end());
+  for (auto& [k, v] : sys) r.system_properties.push_back({k, v});
+  for (auto& [k, v] : app) r.app_properties.push_back({k, v});
+  r.expiry_ms = expiry_ms;
+  auto a = hub::c2d_ack_from_string(ack);
+  if (!a) bindings::raise(make_error(errc::invalid_argument, "ack must be 'none', 'positive', 'negative' or 'full'"));
+  r.ack = *a;
+  return r;
+}
+
 struct py_hub {
   std::unique_ptr<app::hub_server> server;
+  std::atomic<int> waiters{0};  // Python threads blocked inside the core (close() waits for them)
   std::shared_ptr<log_queue> logs = std::make_shared<log_queue>();
   std::shared_ptr<completion_queue> completions = std::make_shared<completion_queue>();
 
@@ -261,6 +282,13 @@ app::hub_config config_from_dict(py::dict d, std::shared_ptr<log_queue> logs) {
   if (auto v = get("retention_bytes"); !v.is_none()) c.retention_bytes = v.cast<std::uint64_t>();
   if (auto v = get("max_message_size"); !v.is_none()) c.max_message_size = v.cast<std::size_t>();
   if (auto v = get("log_level"); !v.is_none()) c.min_level = static_cast<log_level>(v.cast<int>());
+  if (auto v = get("c2d_max_queue_depth"); !v.is_none()) c.c2d.max_queue_depth = v.cast<std::size_t>();
+  if (auto v = get("c2d_default_ttl_ms"); !v.is_none()) c.c2d.default_ttl = std::chrono::milliseconds(v.cast<std::int64_t>());
+  if (auto v = get("c2d_max_delivery_count"); !v.is_none()) c.c2d.max_delivery_count = v.cast<std::uint32_t>();
+  if (auto v = get("c2d_feedback_interval_ms"); !v.is_none())
+    c.c2d.feedback_interval = std::chrono::milliseconds(v.cast<std::int64_t>());
+  if (auto v = get("c2d_feedback_lock_ms"); !v.is_none())
+    c.c2d.feedback_lock = std::chrono::milliseconds(v.cast<std::int64_t>());
   c.sink = [logs](log_record&& r) { logs->push(std::move(r)); };
   return c;
 }
@@ -302,6 +330,11 @@ PYBIND11_MODULE(_core, m) {
            [](py_hub& h) {
              {
                py::gil_scoped_release nogil;
+               if (h.server) {
+                 // Wake threads blocked in a feedback receive, and let them leave before the hub goes.
+                 h.server->engine().c2d().close();
+                 while (h.waiters.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+               }
                h.server.reset();  // stops, drains the store's writer, closes LMDB
              }
              h.logs->close();
@@ -559,6 +592,90 @@ PYBIND11_MODULE(_core, m) {
                  out.append(py::make_tuple(it.token, 0, py::none(), bindings::error_class_name(it.code), it.message));
              }
              return out;
+           })
+      // ---- cloud-to-device ----
+      .def("c2d_send",
+           [](py_hub& h, const std::string& device, py::bytes body, const prop_pairs& sys, const prop_pairs& app,
+              std::optional<std::int64_t> expiry_ms, const std::string& ack) {
+             auto& s = h.s();
+             auto req = c2d_request_from(device, body, sys, app, expiry_ms, ack);
+             result<hub::c2d_sent> r = [&]() -> result<hub::c2d_sent> {
+               py::gil_scoped_release nogil;
+               auto done = std::make_shared<std::promise<result<hub::c2d_sent>>>();
+               auto fut = done->get_future();
+               s.engine().c2d().send(std::move(req), [done](result<hub::c2d_sent> x) { done->set_value(std::move(x)); });
+               return fut.get();
+             }();
+             auto sent = bindings::unwrap(std::move(r));
+             return py::make_tuple(sent.sequence_number, sent.message_id, sent.expiry_ms);
+           })
+      .def("c2d_send_async",
+           [](py_hub& h, std::uint64_t token, const std::string& device, py::bytes body, const prop_pairs& sys,
+              const prop_pairs& app, std::optional<std::int64_t> expiry_ms, const std::string& ack) {
+             auto& s = h.s();
+             auto req = c2d_request_from(device, body, sys, app, expiry_ms, ack);
+             std::weak_ptr<completion_queue> q = h.completions;
+             py::gil_scoped_release nogil;
+             s.engine().c2d().send(std::move(req), [q, token](result<hub::c2d_sent> x) {
+               auto queue = q.lock();
+               if (!queue) return;
+               completion_queue::item it;
+               it.token = token;
+               if (x) {
+                 // "seq\nmessage id\nexpiry": decoded by python/fleethub/c2d.py
+                 it.payload = std::to_string(x->sequence_number) + "\n" + x->message_id + "\n" +
+                              std::to_string(x->expiry_ms);
+               } else {
+                 it.code = x.err().code;
+                 it.message = x.err().message;
+               }
+               queue->push(std::move(it));
+             });
+           })
+      .def("c2d_purge",
+           [](py_hub& h, const std::string& device) {
+             auto& s = h.s();
+             result<std::size_t> r = [&] {
+               py::gil_scoped_release nogil;
+               return s.engine().c2d().purge(device);
+             }();
+             return bindings::unwrap(std::move(r));
+           })
+      .def("c2d_depth", [](py_hub& h, const std::string& device) { return h.s().engine().c2d().depth(device); })
+      .def("c2d_receive_feedback",
+           [](py_hub& h, int timeout_ms) -> py::object {
+             auto& s = h.s();
+             std::optional<hub::feedback_batch> b;
+             {
+               py::gil_scoped_release nogil;
+               ++h.waiters;
+               b = s.engine().c2d().receive_feedback(std::chrono::milliseconds(timeout_ms));
+               --h.waiters;
+             }
+             if (!b) return py::none();
+             return py::make_tuple(b->id, b->lock_token, b->enqueued_ms, b->delivery_count, b->body);
+           })
+      .def("c2d_complete_feedback",
+           [](py_hub& h, const std::string& token) {
+             auto& s = h.s();
+             result<void> r = [&] {
+               py::gil_scoped_release nogil;
+               return s.engine().c2d().complete_feedback(token);
+             }();
+             bindings::unwrap(std::move(r));
+           })
+      .def("c2d_abandon_feedback",
+           [](py_hub& h, const std::string& token) { bindings::unwrap(h.s().engine().c2d().abandon_feedback(token)); })
+      .def("c2d_stats",
+           [](py_hub& h) {
+             auto c = h.s().engine().c2d().counters();
+             py::dict d;
+             d["sent"] = c.sent;
+             d["completed"] = c.completed;
+             d["expired"] = c.expired;
+             d["dead_lettered"] = c.dead_lettered;
+             d["purged"] = c.purged;
+             return d;
            })
       .def_property_readonly("pending_methods", [](py_hub& h) { return h.s().engine().pending_methods(); })
       .def("publish_to_client",

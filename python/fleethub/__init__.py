@@ -15,12 +15,14 @@ from .errors import (
     MethodTimeoutError,
     NotFoundError,
     PreconditionFailedError,
+    QueueFullError,
     SchemaMismatchError,
     StorageError,
     TooLargeError,
     UnauthorizedError,
     UnavailableError,
 )
+from .c2d import C2DMessageInfo, CloudToDevice, FeedbackBatch, FeedbackRecord
 from .events import SOURCES, EventBatch, EventLog, EventTail, partition_for
 from .handlers import ConnectionStateEvent, LifecycleEvent, TwinChangeEvent
 from .hub import Hub, make_sas_token
@@ -38,6 +40,11 @@ __all__ = [
     "EventTail",
     "Message",
     "Twin",
+    "CloudToDevice",
+    "C2DMessageInfo",
+    "FeedbackBatch",
+    "FeedbackRecord",
+    "QueueFullError",
     "TwinRegistry",
     "DirectMethods",
     "MethodResult",

@@ -45,6 +45,11 @@ class ForbiddenError(Error):
     """Authenticated, but not allowed."""
 
 
+class QueueFullError(ForbiddenError):
+    """The device's cloud-to-device queue is full (IoT Hub 403004 DeviceMaximumQueueDepthExceeded): wait for
+    the device to take its messages, or ``hub.c2d.purge(device_id)``."""
+
+
 class TooLargeError(Error):
     """A size limit was exceeded."""
 
@@ -76,6 +81,7 @@ __all__ = [
     "PreconditionFailedError",
     "UnauthorizedError",
     "ForbiddenError",
+    "QueueFullError",
     "TooLargeError",
     "StorageError",
     "SchemaMismatchError",

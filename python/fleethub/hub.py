@@ -16,6 +16,8 @@ from ._logging import LogPump
 from ._native import HubServer, make_sas_token_native
 from .devices import DeviceRegistry
 from .errors import InvalidArgumentError
+from ._completions import CompletionPump
+from .c2d import CloudToDevice
 from .events import EventLog
 from .handlers import ConnectionStateEvent, HandlerDispatcher, LifecycleEvent, TwinChangeEvent
 from .methods import DirectMethods
@@ -71,6 +73,10 @@ class Hub:
         retention_bytes: int = 0,
         log_level: Union[int, str] = logging.INFO,
         logger: Optional[logging.Logger] = None,
+        c2d_max_queue_depth: int = 50,
+        c2d_default_ttl: Union[_dt.timedelta, float] = _dt.timedelta(hours=1),
+        c2d_max_delivery_count: int = 10,
+        c2d_feedback_interval: Union[_dt.timedelta, float] = _dt.timedelta(seconds=15),
         **kwargs: Any,
     ) -> None:
         if "mqtt_tls_port" in kwargs:  # accepted alias
@@ -89,6 +95,18 @@ class Hub:
         if isinstance(log_level, str):
             log_level = _LEVELS[log_level.lower()]
         ret_s = retention.total_seconds() if isinstance(retention, _dt.timedelta) else float(retention)
+
+        def _secs(v: Union[_dt.timedelta, float]) -> float:
+            return v.total_seconds() if isinstance(v, _dt.timedelta) else float(v)
+
+        if not 1 <= c2d_max_queue_depth <= 5000:
+            raise InvalidArgumentError("c2d_max_queue_depth must be 1..5000 (IoT Hub's is 50)")
+        if not 60 <= _secs(c2d_default_ttl) <= 48 * 3600:
+            raise InvalidArgumentError("c2d_default_ttl must be 1 minute..48 hours (IoT Hub's default is 1 hour)")
+        if not 1 <= c2d_max_delivery_count <= 100:
+            raise InvalidArgumentError("c2d_max_delivery_count must be 1..100 (IoT Hub's default is 10)")
+        if not 0 <= _secs(c2d_feedback_interval) <= 3600:
+            raise InvalidArgumentError("c2d_feedback_interval must be 0..3600 seconds (IoT Hub batches for 15 s)")
         self._logger = logger or logging.getLogger("fleethub")
         cfg: Dict[str, Any] = {
             "data_dir": os.fspath(data_dir),
@@ -104,6 +122,10 @@ class Hub:
             "retention_s": int(ret_s),
             "retention_bytes": retention_bytes,
             "log_level": int(log_level),
+            "c2d_max_queue_depth": int(c2d_max_queue_depth),
+            "c2d_default_ttl_ms": int(_secs(c2d_default_ttl) * 1000),
+            "c2d_max_delivery_count": int(c2d_max_delivery_count),
+            "c2d_feedback_interval_ms": int(_secs(c2d_feedback_interval) * 1000),
         }
         self._server = HubServer(cfg)
         self._pump: Optional[LogPump] = LogPump(self._server, self._logger)
@@ -112,8 +134,10 @@ class Hub:
         self.data_dir = os.fspath(data_dir)
         self.devices = DeviceRegistry(self)
         self.events = EventLog(self)
+        self._completions = CompletionPump(self._server)
         self.twins = TwinRegistry(self)
         self.methods = DirectMethods(self)
+        self.c2d = CloudToDevice(self)
         self._handlers = HandlerDispatcher(self)
         _open_hubs.add(self)
 

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import json as _json
-import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from . import errors as _errors
 from .errors import DeviceNotFoundError, InvalidArgumentError, NotFoundError
@@ -71,10 +68,6 @@ class DirectMethods:
 
     def __init__(self, hub: "Hub") -> None:
         self._hub = hub
-        self._tokens = itertools.count(1)
-        self._futures: Dict[int, Tuple[asyncio.AbstractEventLoop, "asyncio.Future[MethodResult]"]] = {}
-        self._lock = threading.Lock()
-        self._pump: Optional[threading.Thread] = None
 
     def invoke(self, device_id: str, method_name: str, payload: Any = None, *, module_id: Optional[str] = None,
                timeout: float = 30, connect_timeout: float = 0) -> MethodResult:
@@ -96,67 +89,12 @@ class DirectMethods:
         """Like :meth:`invoke`, awaitable; thousands may be in flight at once (no thread per call)."""
         _check_timeouts(timeout, connect_timeout)
         body = _encode(payload)
-        loop = asyncio.get_running_loop()
-        fut: "asyncio.Future[MethodResult]" = loop.create_future()
-        token = next(self._tokens)
-        with self._lock:
-            self._futures[token] = (loop, fut)
-            self._ensure_pump()
-        try:
-            self._hub._server.method_invoke_async(token, device_id, module_id or "", method_name, body,
-                                                  float(timeout), float(connect_timeout))
-        except BaseException:
-            with self._lock:
-                self._futures.pop(token, None)
-            raise
-        return await fut
-
-    # ---- completions: one thread resolves every pending future, a batch per wake-up ----
-    def _ensure_pump(self) -> None:
-        if self._pump is None or not self._pump.is_alive():
-            self._pump = threading.Thread(target=self._run, name="fleethub-methods", daemon=True)
-            self._pump.start()
-
-    def _run(self) -> None:
         srv = self._hub._server
-        while True:
-            try:
-                batch = srv.method_completions(200)
-            except Exception:  # pragma: no cover - the hub object is gone
-                return
-            for token, status, payload, err_cls, message in batch:
-                with self._lock:
-                    entry = self._futures.pop(token, None)
-                if entry is None:
-                    continue
-                loop, fut = entry
-                if err_cls is None:
-                    outcome: Any = MethodResult(int(status), _decode(payload or b""))
-                else:
-                    cls = getattr(_errors, err_cls, _errors.Error)
-                    if cls is NotFoundError:
-                        cls = DeviceNotFoundError
-                    outcome = cls(message)
-                try:
-                    loop.call_soon_threadsafe(_resolve, fut, outcome)
-                except RuntimeError:  # the caller's loop is closed
-                    pass
-            if srv.closed:
-                with self._lock:
-                    left = list(self._futures.values())
-                    self._futures.clear()
-                for loop, fut in left:
-                    try:
-                        loop.call_soon_threadsafe(_resolve, fut, _errors.UnavailableError("the hub was closed"))
-                    except RuntimeError:
-                        pass
-                return
 
+        def start(token: int) -> None:
+            srv.method_invoke_async(token, device_id, module_id or "", method_name, body, float(timeout),
+                                    float(connect_timeout))
 
-def _resolve(fut: "asyncio.Future[MethodResult]", outcome: Any) -> None:
-    if fut.done():
-        return
-    if isinstance(outcome, BaseException):
-        fut.set_exception(outcome)
-    else:
-        fut.set_result(outcome)
+        result: MethodResult = await self._hub._completions.call(
+            start, lambda status, payload: MethodResult(status, _decode(payload)))
+        return result

@@ -66,7 +66,9 @@ result<std::unique_ptr<hub_server>> hub_server::open(hub_config config) {
   hub::engine_options eo;
   eo.hostname = config.hostname;
   eo.max_message_size = config.max_message_size;
+  eo.c2d = config.c2d;
   p->engine = std::make_unique<hub::engine>(eo, *p->store, *p->registry, p->log);
+  if (auto r = p->engine->c2d().load(); !r) return r.err();
   if (!config.durable)
     p->log.log(log_level::warning, "store", "relaxed_durability",
                "durability=relaxed: acknowledged messages can be lost on a power failure or kernel crash");

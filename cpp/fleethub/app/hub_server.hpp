@@ -33,6 +33,7 @@ struct hub_config {
   std::chrono::seconds retention{std::chrono::hours(24)};
   std::uint64_t retention_bytes = 0;        // per partition; 0: unlimited
   std::size_t max_message_size = 256 * 1024;
+  hub::c2d_options c2d;                     // cloud-to-device queues and feedback
   log_sink sink;                            // empty: stderr
   log_level min_level = log_level::info;
 };

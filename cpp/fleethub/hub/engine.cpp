@@ -96,9 +96,15 @@ engine::engine(engine_options options, store::backend& store, registry& reg, log
       methods_([this](const std::string& cid, std::string topic, bytes payload) {
                  return deliver_live(cid, std::move(topic), std::move(payload));
                },
-               options_.methods) {
+               options_.methods),
+      c2d_(store, reg, options_.c2d, now_ms, events_.hub_name()) {
+  c2d_.on_available([this](const std::string& device_id) { c2d_pump(device_id); });
   registry_.on_change([this](const registry_change& c) { on_registry_change(c); });
-  registry_.on_batch([this](store::write_batch& b, const registry_change& c) { twins_.on_identity_batch(b, c); },
+  registry_.on_batch(
+      [this](store::write_batch& b, const registry_change& c) {
+        twins_.on_identity_batch(b, c);
+        if (c.what == registry_change::kind::deleted && c.record.module_id.empty()) c2d_.drop_device(c.record.device_id, b);
+      },
                      [this](const registry_change& c) { twins_.on_identity_committed(c); });
   twins_.on_desired_change([this](const std::string& client_id, std::int64_t version, std::string body) {
     // QoS 0 and only while connected and subscribed: IoT Hub keeps no desired notifications for offline
@@ -111,6 +117,8 @@ engine::engine(engine_options options, store::backend& store, registry& reg, log
 engine::~engine() {
   registry_.on_change(nullptr);
   registry_.on_batch(nullptr);
+  c2d_.on_available(nullptr);
+  c2d_.close();
   methods_.cancel_all("the hub is stopping");
   // Commit callbacks of session erases refer to this engine: let them run before it goes away.
   store_.submit_and_wait({});
@@ -273,6 +281,7 @@ attach_result engine::attach(const client_identity& id, bool clean_session, std:
         r.resend.push_back(std::move(copy));
       }
     }
+    release_c2d_locked(*s);  // a taken-over connection's C2D messages go to the new one
     s->link = std::move(link);
     pump_locked(*s);  // posted deliveries go out after the CONNACK and the resends
     auto& cs = connection_states_[id.client_id];
@@ -288,6 +297,7 @@ attach_result engine::attach(const client_identity& id, bool clean_session, std:
   if (old) old->kick("session taken over by a new connection with the same client id");
   // A restored session may already be subscribed to methods: calls waiting for this device can go now.
   methods_.on_reachable(id.client_id, std::chrono::steady_clock::now());
+  if (id.module_id.empty()) c2d_pump(id.device_id);  // queued C2D messages flow to a returning session
   return r;
 }
 
@@ -296,6 +306,7 @@ void engine::detach(const client_identity& id, const connection_link* link, std:
   auto it = sessions_.find(id.client_id);
   if (it == sessions_.end() || it->second.link.get() != link) return;  // taken over: the new link owns it
   it->second.link.reset();
+  release_c2d_locked(it->second);
   if (!it->second.persistent) sessions_.erase(it);
   auto& cs = connection_states_[id.client_id];
   if (cs.connected) {
@@ -346,7 +357,10 @@ void engine::invoke_method(method_request req, method_callback cb) {
   methods_.invoke(std::move(req), std::chrono::steady_clock::now(), std::move(cb));
 }
 
-void engine::expire(steady_time now) { methods_.expire(now); }
+void engine::expire(steady_time now) {
+  methods_.expire(now);
+  c2d_.tick();
+}
 
 publish_outcome engine::on_publish(const client_identity& id, proto::mqtt::publish_packet p, wall_time now) {
   auto c = classify_publish(p.topic, id.device_id, id.module_id);
@@ -465,6 +479,7 @@ void engine::subscribe(const client_identity& id, const std::vector<proto::mqtt:
   if (!persist) {
     done(std::move(codes));
     methods_.on_reachable(id.client_id, std::chrono::steady_clock::now());
+    if (id.module_id.empty()) c2d_pump(id.device_id);
     return;
   }
   // SUBACK only once the subscription is durable, so a crash cannot forget an acknowledged subscription.
@@ -473,7 +488,10 @@ void engine::subscribe(const client_identity& id, const std::vector<proto::mqtt:
     if (!r.ok()) std::fill(codes.begin(), codes.end(), proto::mqtt::suback_failure);
     done(std::move(codes));
     // After the SUBACK is on its way: method calls waiting for this subscription go out behind it.
-    if (r.ok()) methods_.on_reachable(client_id, std::chrono::steady_clock::now());
+    if (r.ok()) {
+      methods_.on_reachable(client_id, std::chrono::steady_clock::now());
+      if (client_id.find('/') == std::string::npos) c2d_pump(client_id);
+    }
   });
 }
 
@@ -493,10 +511,19 @@ void engine::unsubscribe(const client_identity& id, const std::vector<std::strin
 }
 
 void engine::on_puback(const client_identity& id, std::uint16_t packet_id) {
-  std::lock_guard lk(mu_);
+  std::unique_lock lk(mu_);
   auto it = sessions_.find(id.client_id);
   if (it == sessions_.end()) return;
   auto& s = it->second;
+  if (auto c = s.c2d_inflight.find(packet_id); c != s.c2d_inflight.end()) {
+    // PUBACK of a cloud-to-device message completes it (MQTT has no abandon or reject).
+    auto token = std::move(c->second.second);
+    s.c2d_inflight.erase(c);
+    (void)c2d_.complete(id.device_id, token);
+    lk.unlock();
+    c2d_pump(id.device_id);
+    return;
+  }
   for (auto m = s.inflight.begin(); m != s.inflight.end(); ++m) {
     if (m->second.packet_id != packet_id) continue;
     if (s.persistent) {
@@ -530,13 +557,7 @@ void engine::send_locked(session_state& s, outbound_message m) {
     if (s.link) s.link->deliver(std::move(m));  // QoS 0 to an offline client is dropped, as in MQTT
     return;
   }
-  // Packet ids must not collide with one still in flight.
-  for (int tries = 0; tries < 65536; ++tries) {
-    auto id = s.next_packet_id++;
-    if (s.next_packet_id == 0) s.next_packet_id = 1;
-    bool used = std::any_of(s.inflight.begin(), s.inflight.end(), [&](auto& kv) { return kv.second.packet_id == id; });
-    if (!used) { m.packet_id = id; break; }
-  }
+  m.packet_id = alloc_packet_id_locked(s);
   auto seq = s.next_seq++;
   s.inflight.emplace(seq, m);
   if (!s.persistent) {
@@ -558,9 +579,57 @@ void engine::send_locked(session_state& s, outbound_message m) {
   });
 }
 
+std::uint16_t engine::alloc_packet_id_locked(session_state& s) {
+  // Packet ids must not collide with one still in flight (stored outbound or C2D).
+  for (int tries = 0; tries < 65536; ++tries) {
+    auto id = s.next_packet_id++;
+    if (s.next_packet_id == 0) s.next_packet_id = 1;
+    if (s.c2d_inflight.count(id)) continue;
+    bool used = std::any_of(s.inflight.begin(), s.inflight.end(), [&](auto& kv) { return kv.second.packet_id == id; });
+    if (!used) return id;
+  }
+  return 0;
+}
+
+void engine::release_c2d_locked(session_state& s) {
+  for (auto& [pid, c] : s.c2d_inflight) c2d_.release(s.device_id, c.second);
+  s.c2d_inflight.clear();
+}
+
+void engine::c2d_pump(const std::string& device_id) {
+  std::lock_guard lk(mu_);
+  auto it = sessions_.find(device_id);
+  if (it == sessions_.end() || !it->second.link || !it->second.module_id.empty()) return;
+  auto& s = it->second;
+  const std::string probe = "devices/" + device_id + "/messages/devicebound/x";
+  int granted = -1;
+  for (auto& sub : s.subscriptions)
+    if (proto::mqtt::topic_matches(sub.filter, probe)) granted = std::max<int>(granted, sub.qos);
+  if (granted < 0) return;
+  std::size_t unacked = s.c2d_inflight.size();
+  for (auto& [seq, m] : s.inflight) {
+    if (seq >= s.delivered_end) break;
+    ++unacked;
+  }
+  if (unacked >= options_.max_inflight_outbound) return;
+  auto batch = c2d_.lock_next(device_id, options_.max_inflight_outbound - unacked, std::chrono::milliseconds(0));
+  for (auto& d : batch) {
+    auto topic = c2d_topic(d);
+    if (granted == 0) {
+      // Subscribed at QoS 0: at most once, completed as it is sent.
+      s.link->deliver(outbound_message{std::move(topic), std::move(d.msg.body), 0, 0, false});
+      (void)c2d_.complete(device_id, d.lock_token);
+      continue;
+    }
+    auto pid = alloc_packet_id_locked(s);
+    s.c2d_inflight.emplace(pid, std::make_pair(d.sequence_number, d.lock_token));
+    s.link->deliver(outbound_message{std::move(topic), std::move(d.msg.body), 1, pid, false});
+  }
+}
+
 void engine::pump_locked(session_state& s) {
   if (!s.link) return;
-  std::size_t unacked = 0;
+  std::size_t unacked = s.c2d_inflight.size();
   for (auto& [seq, m] : s.inflight) {
     if (seq >= s.delivered_end) break;
     ++unacked;
@@ -624,6 +693,7 @@ void engine::release_links() {
     for (auto it = sessions_.begin(); it != sessions_.end();) {
       if (it->second.link) gone.emplace_back(it->second.device_id, it->second.module_id);
       it->second.link.reset();
+      release_c2d_locked(it->second);
       if (!it->second.persistent) it = sessions_.erase(it); else ++it;
     }
     for (auto& [cid, cs] : connection_states_) cs.connected = false;

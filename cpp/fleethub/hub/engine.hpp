@@ -18,6 +18,7 @@
 #include "fleethub/core/clock.hpp"
 #include "fleethub/core/log.hpp"
 #include "fleethub/core/message.hpp"
+#include "fleethub/hub/c2d_queues.hpp"
 #include "fleethub/hub/method_dispatcher.hpp"
 #include "fleethub/hub/registry.hpp"
 #include "fleethub/hub/session.hpp"
@@ -36,6 +37,7 @@ struct engine_options {
   std::size_t max_inflight_outbound = 100;  // QoS 1 messages sent to one client and not yet acknowledged
   twin_limits twin;
   method_limits methods;
+  c2d_options c2d;
   bool connection_events = true;  // DeviceConnectionStateEvents into the event log
 };
 
@@ -117,6 +119,7 @@ class engine {
   void expire(steady_time now);
 
   twin_manager& twins() { return twins_; }
+  c2d_queues& c2d() { return c2d_; }
   system_events& events() { return events_; }
   std::size_t pending_methods() const { return methods_.pending(); }
 
@@ -148,6 +151,12 @@ class engine {
   void twin_reply(const std::string& client_id, int status, std::string_view rid, std::string body,
                   std::int64_t version = -1);
   void append_event(message m);
+  // Hands the device's next queued C2D messages to its live, subscribed connection (up to the window).
+  void c2d_pump(const std::string& device_id);
+  // Lock held: a packet id not in use by the session's stored or C2D in-flight messages.
+  std::uint16_t alloc_packet_id_locked(session_state& s);
+  // Lock held: gives back the locks of C2D messages in flight on the session's (closing) connection.
+  void release_c2d_locked(session_state& s);
 
   engine_options options_;
   store::backend& store_;
@@ -156,6 +165,7 @@ class engine {
   system_events events_;
   twin_manager twins_;
   method_dispatcher methods_;
+  c2d_queues c2d_;
   mutable std::mutex mu_;
   std::unordered_map<std::string, session_state> sessions_;
   std::unordered_map<std::string, connection_info> connection_states_;  // by client id

@@ -48,6 +48,10 @@ struct session_state {
   std::uint64_t delivered_end = 0;
   std::uint64_t durable_end = 0;
   std::shared_ptr<connection_link> link;  // null while the client is offline
+  // Cloud-to-device messages handed to the live connection and not yet acknowledged: packet id -> (queue
+  // sequence, lock token). Not persisted: the C2D queue is the durable copy, and a closed connection's
+  // locks are released so the messages are delivered again on the next connection.
+  std::map<std::uint16_t, std::pair<std::uint64_t, std::string>> c2d_inflight;
 };
 
 bytes encode_session(const session_state& s);

@@ -13,6 +13,9 @@ const char* table_name(table t) {
     case table::session_outbound: return "session_outbound";
     case table::meta: return "meta";
     case table::twins: return "twins";
+    case table::c2d: return "c2d";
+    case table::c2d_feedback_pending: return "c2d_feedback_pending";
+    case table::c2d_feedback: return "c2d_feedback";
   }
   return "unknown";
 }

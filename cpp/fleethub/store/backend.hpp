@@ -31,8 +31,11 @@ enum class table : std::uint8_t {
   session_outbound,  // client id + '\0' + 8-byte big-endian seq -> queued outbound message
   meta,              // schema version, partition count, hub settings
   twins,             // device id [+ '\0' + module id] -> twin document (JSON text)
+  c2d,               // device id + '\0' + 8-byte big-endian sequence -> queued cloud-to-device message
+  c2d_feedback_pending,  // 8-byte big-endian id -> one feedback record waiting to be batched
+  c2d_feedback,      // 8-byte big-endian id -> one feedback message (a batch of records)
 };
-inline constexpr std::size_t table_count = 7;
+inline constexpr std::size_t table_count = 10;
 const char* table_name(table t);
 
 struct put_op { table t; std::string key; bytes value; };
