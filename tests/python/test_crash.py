@@ -285,3 +285,67 @@ def test_sigkill_during_reported_patches_keeps_every_acknowledged_version(tmp_pa
         assert versions == list(range(2, t.reported_version + 1))
     finally:
         h.close()
+
+
+_C2D_SENDER = r'''
+import sys
+import fleethub
+hub = fleethub.Hub(sys.argv[1], mqtt_port=None, mqtt_plain_port=None, log_level="warning",
+                   c2d_max_queue_depth=5000)
+for d in ("q1", "q2"):
+    if d not in hub.devices:
+        hub.devices.create(d)
+i = 0
+while True:
+    dev = "q1" if i % 2 == 0 else "q2"
+    info = hub.c2d.send(dev, b"%d" % i, message_id="m%d" % i)   # returns once durable
+    print(info.message_id, flush=True)
+    i += 1
+'''
+
+
+def test_sigkill_while_sending_c2d_loses_no_queued_message(tmp_path):
+    """C2D sends stream while the hub is SIGKILLed: every send that returned is queued after the restart,
+    in order, and is delivered to the device."""
+    data_dir = tmp_path / "c2dcrash"
+    script = tmp_path / "sender.py"
+    script.write_text(_C2D_SENDER)
+    proc = subprocess.Popen([sys.executable, str(script), str(data_dir)], stdout=subprocess.PIPE, text=True,
+                            env=subprocess_env())
+    acked: List[str] = []
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 30
+    while len(acked) < 400 and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        acked.append(line.strip())
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    assert len(acked) >= 400, f"only {len(acked)} sends before the deadline"
+    h = fleethub.Hub(data_dir, mqtt_port=None, mqtt_plain_port=0, log_level="warning", c2d_max_queue_depth=5000)
+    try:
+        h.start()
+        from conftest import PUBLISH, puback_packet, raw_device
+        got: Dict[str, List[int]] = {}
+        for dev_id in ("q1", "q2"):
+            dev = h.devices.get(dev_id)
+            n = h.c2d.depth(dev_id)
+            c, _ = raw_device(h, dev)
+            c.subscribe(1, [(f"devices/{dev_id}/messages/devicebound/#", 1)])
+            bodies = []
+            for _ in range(n):
+                p = c.read_packet(timeout=10)
+                assert p.type == PUBLISH
+                _, pid, body = p.publish_parts()
+                bodies.append(int(body))
+                c.send(puback_packet(pid))
+            c.close()
+            got[dev_id] = bodies
+        for dev_id, bodies in got.items():
+            assert bodies == sorted(bodies), "per-device order kept"
+        stored = {f"m{i}" for b in got.values() for i in b}
+        missing = set(acked) - stored
+        assert not missing, f"{len(missing)} acknowledged C2D messages lost, e.g. {sorted(missing)[:5]}"
+    finally:
+        h.close()
