@@ -54,3 +54,14 @@ def test_twins_and_methods_example(tmp_path):
     assert "device got patch: {'target': 22.0, '$version': 3}" in r.stdout
     assert "method answered: 200 {'ok': True}" in r.stdout
     assert "connection: thermostat-1 connected" in r.stdout
+
+
+@pytest.mark.sdk
+def test_c2d_example(tmp_path):
+    """The C2D example: three queued commands reach the device in order and come back as Success feedback."""
+    r = _run([sys.executable, str(ROOT / "examples/python/c2d_commands.py"), str(tmp_path / "data")], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "queued: 3" in r.stdout
+    got = [ln for ln in r.stdout.splitlines() if ln.startswith("device got:")]
+    assert [ln.split()[2] for ln in got] == ["open-10", "open-50", "open-90"]
+    assert "feedback: [('open-10', 'Success'), ('open-50', 'Success'), ('open-90', 'Success')]" in r.stdout
