@@ -653,7 +653,7 @@ PYBIND11_MODULE(_core, m) {
                --h.waiters;
              }
              if (!b) return py::none();
-             return py::make_tuple(b->id, b->lock_token, b->enqueued_ms, b->delivery_count, b->body);
+             return py::make_tuple(b->id, b->lock_token, b->enqueued_ms, b->delivery_count, b->body, b->user_id);
            })
       .def("c2d_complete_feedback",
            [](py_hub& h, const std::string& token) {

@@ -51,9 +51,9 @@ class FeedbackBatch:
     """A feedback message: up to 64 records. It is locked for you until :meth:`complete` (done with it)
     or :meth:`abandon` (give it back for redelivery); an unsettled batch comes back after its lock."""
 
-    def __init__(self, hub: "Hub", row: Tuple[int, str, int, int, str]) -> None:
+    def __init__(self, hub: "Hub", row: Tuple[int, str, int, int, str, str]) -> None:
         self._hub = hub
-        self.id, self.lock_token, enq_ms, self.delivery_count, self.body = row
+        self.id, self.lock_token, enq_ms, self.delivery_count, self.body, self.user_id = row
         self.enqueued_time = _dt.datetime.fromtimestamp(enq_ms / 1000.0, tz=_dt.timezone.utc)
         self.records: List[FeedbackRecord] = [
             FeedbackRecord(r["originalMessageId"], r["enqueuedTimeUtc"], r["statusCode"], r["description"],

@@ -45,13 +45,15 @@ def test_delivery_topic_and_properties_as_csdk_expects(c2d_hub):
     dev = hub.devices.create("dev1")
     c, _ = raw_device(hub, dev)
     assert c.subscribe(1, [(_filter(dev), 1)]) == [1]
-    hub.c2d.send("dev1", b"hello", message_id="m 1", correlation_id="c/1", content_type="text/plain",
+    with pytest.raises(fleethub.InvalidArgumentError, match="message id"):
+        hub.c2d.send("dev1", b"x", message_id="has space")  # IoT Hub's message-id character rules
+    hub.c2d.send("dev1", b"hello", message_id="m:1", correlation_id="c/1", content_type="text/plain",
                  properties={"k": "v&w"}, ack="full")
     p, topic, pid, body = _next_c2d(c)
     assert p.qos == 1 and pid and body == b"hello"
     bag = _bag(topic, dev)
     # system keys in the %24. form (csdk compares raw bytes), values percent-encoded
-    assert bag["%24.mid"] == "m%201" and bag["%24.cid"] == "c%2F1" and bag["%24.ct"] == "text%2Fplain"
+    assert bag["%24.mid"] == "m%3A1" and bag["%24.cid"] == "c%2F1" and bag["%24.ct"] == "text%2Fplain"
     assert bag["%24.to"] == "%2Fdevices%2Fdev1%2Fmessages%2Fdevicebound"
     assert unquote(bag["%24.exp"]).endswith("Z")
     assert bag["k"] == "v%26w" and bag["iothub-ack"] == "full"

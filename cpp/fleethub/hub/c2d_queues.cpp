@@ -1,6 +1,8 @@
 #include "fleethub/hub/c2d_queues.hpp"
 
 #include <algorithm>
+#include <cctype>
+#include <future>
 #include <utility>
 
 #include "fleethub/core/crypto.hpp"
@@ -100,7 +102,21 @@ bytes encode_batch(std::int64_t enqueued_ms, std::uint32_t delivery_count, const
   return record_writer(feedback_format).i64(enqueued_ms).u32(delivery_count).str(body).take();
 }
 
+// IoT Hub's message-id rule (semantics.md §9.3): <= 128 ASCII letters, digits and - : . + % _ # * ? ! ( ) , = @ ; $ '
+bool valid_message_id(std::string_view id) {
+  if (id.empty() || id.size() > 128) return false;
+  for (unsigned char c : id) {
+    if (std::isalnum(c)) continue;
+    if (std::string_view("-:.+%_#*?!(),=@;$'").find(static_cast<char>(c)) == std::string_view::npos) return false;
+  }
+  return true;
+}
+
 }  // namespace
+
+void c2d_queues::submit_locked(store::write_batch b, store::commit_callback cb) {
+  if (!b.ops.empty() || cb) store_.submit(std::move(b), std::move(cb));
+}
 
 c2d_queues::c2d_queues(store::backend& store, registry& reg, c2d_options options, now_fn now, std::string hub_name)
     : store_(store), registry_(reg), options_(options), now_(std::move(now)), hub_name_(std::move(hub_name)) {}
@@ -149,13 +165,12 @@ result<void> c2d_queues::load() {
       fr.device_generation_id = r.str();
       if (!r.ok()) continue;
       auto id = from_be64(kv.key);
-      fb_pending_.emplace(id, std::move(fr));
+      fb_pending_.emplace(id, std::make_pair(std::move(fr), now_()));
       next_fb_id_ = std::max(next_fb_id_, id + 1);
     }
     if (rows->size() < 1000) break;
     after = rows->back().key;
   }
-  if (!fb_pending_.empty()) fb_oldest_pending_ms_ = now_();
   after.clear();
   for (;;) {
     auto rows = store_.scan(store::table::c2d_feedback, {}, after, 1000);
@@ -221,15 +236,21 @@ void c2d_queues::send(c2d_send_request req, std::function<void(result<c2d_sent>)
   m.system_properties = std::move(req.system_properties);
   m.app_properties = std::move(req.app_properties);
   m.enqueued_time_ms = now;
+  if (const auto* mid = find_property(m.system_properties, sysprop::message_id); mid && !valid_message_id(*mid)) {
+    done(make_error(errc::invalid_argument, "message id '" + *mid +
+                                                "' must be 1..128 ASCII letters, digits or - : . + % _ # * ? ! ( ) , = @ ; $ '"));
+    return;
+  }
   if (!find_property(m.system_properties, sysprop::message_id))
     m.system_properties.push_back({std::string(sysprop::message_id), new_uuid()});
   set_property(m.system_properties, sysprop::to, "/devices/" + req.device_id + "/messages/devicebound");
   set_property(m.system_properties, sysprop::absolute_expiry_time, format_iso8601(expiry));
   const std::string message_id = *find_property(m.system_properties, sysprop::message_id);
 
-  std::uint64_t seq;
+  std::uint64_t seq, epoch;
   {
     std::lock_guard lk(mu_);
+    epoch = drop_epoch_[req.device_id];
     auto& q = queues_[req.device_id];
     if (q.entries.size() + q.pending_sends >= options_.max_queue_depth) {
       error e = make_error(errc::forbidden, "the queue of device '" + req.device_id + "' holds " +
@@ -253,24 +274,39 @@ void c2d_queues::send(c2d_send_request req, std::function<void(result<c2d_sent>)
                    .take();
   store::write_batch b;
   b.ops.push_back(store::put_op{store::table::c2d, queue_key(req.device_id, seq), std::move(value)});
-  store_.submit(std::move(b), [this, device = req.device_id, seq, now, expiry, ack = req.ack, message_id,
+  store_.submit(std::move(b), [this, device = req.device_id, seq, now, expiry, ack = req.ack, message_id, epoch,
                                done = std::move(done)](const store::commit_result& r) {
+    bool dropped = false;
     {
       std::lock_guard lk(mu_);
-      auto& q = queues_[device];
-      --q.pending_sends;
-      if (r.ok()) {
-        entry e;
-        e.seq = seq;
-        e.enqueued_ms = now;
-        e.expiry_ms = expiry;
-        e.ack = ack;
-        e.message_id = message_id;
-        q.entries.emplace(seq, std::move(e));
-        ++stats_.sent;
-      } else if (q.entries.empty() && q.pending_sends == 0) {
-        queues_.erase(device);
+      if (drop_epoch_[device] != epoch) {
+        // The device was deleted while this send was in flight: its row must not outlive the queue.
+        dropped = true;
+        if (r.ok()) {
+          store::write_batch gone;
+          gone.ops.push_back(store::erase_op{store::table::c2d, queue_key(device, seq)});
+          submit_locked(std::move(gone));
+        }
+      } else {
+        auto& q = queues_[device];
+        if (q.pending_sends) --q.pending_sends;
+        if (r.ok()) {
+          entry e;
+          e.seq = seq;
+          e.enqueued_ms = now;
+          e.expiry_ms = expiry;
+          e.ack = ack;
+          e.message_id = message_id;
+          q.entries.emplace(seq, std::move(e));
+          ++stats_.sent;
+        } else if (q.entries.empty() && q.pending_sends == 0) {
+          queues_.erase(device);
+        }
       }
+    }
+    if (r.ok() && dropped) {
+      done(make_error(errc::not_found, "device '" + device + "' was deleted while the message was being queued"));
+      return;
     }
     if (!r.ok()) {
       done(r.err);
@@ -344,8 +380,7 @@ void c2d_queues::finish_locked(const std::string& device_id, queue& q, std::map<
     feedback_record fr{e.message_id, e.enqueued_ms, *status, device_id, generation_of(device_id)};
     auto id = next_fb_id_++;
     b.ops.push_back(store::put_op{store::table::c2d_feedback_pending, be64(id), encode_feedback_record(fr)});
-    if (fb_pending_.empty()) fb_oldest_pending_ms_ = now_();
-    fb_pending_.emplace(id, std::move(fr));
+    fb_pending_.emplace(id, std::make_pair(std::move(fr), now_()));
   }
   if (status) {
     switch (*status) {
@@ -367,8 +402,8 @@ result<void> c2d_queues::complete(std::string_view device_id, std::string_view l
     if (!e) return lock_lost(device_id);
     finish_locked(std::string(device_id), *q, q->entries.find(e->seq), feedback_status::success, b);
     if (q->entries.empty() && q->pending_sends == 0) queues_.erase(std::string(device_id));
+    submit_locked(std::move(b));
   }
-  store_.submit(std::move(b), {});
   return {};
 }
 
@@ -399,8 +434,8 @@ result<void> c2d_queues::abandon(std::string_view device_id, std::string_view lo
       }
       available = true;
     }
+    submit_locked(std::move(b));
   }
-  store_.submit(std::move(b), {});
   if (available) notify({std::string(device_id)});
   return {};
 }
@@ -413,8 +448,8 @@ result<void> c2d_queues::reject(std::string_view device_id, std::string_view loc
     auto* e = find_locked_entry(device_id, lock_token, &q);
     if (!e) return lock_lost(device_id);
     finish_locked(std::string(device_id), *q, q->entries.find(e->seq), feedback_status::rejected, b);
+    submit_locked(std::move(b));
   }
-  store_.submit(std::move(b), {});
   return {};
 }
 
@@ -440,6 +475,8 @@ result<std::size_t> c2d_queues::purge(std::string_view device_id) {
   if (auto rec = registry_.get(device_id); !rec) return rec.err();
   store::write_batch b;
   std::size_t n = 0;
+  auto done = std::make_shared<std::promise<store::commit_result>>();
+  auto fut = done->get_future();
   {
     std::lock_guard lk(mu_);
     auto qit = queues_.find(std::string(device_id));
@@ -450,14 +487,16 @@ result<std::size_t> c2d_queues::purge(std::string_view device_id) {
       ++n;
     }
     if (q.pending_sends == 0) queues_.erase(qit);
+    submit_locked(std::move(b), [done](const store::commit_result& r) { done->set_value(r); });
   }
-  auto c = store_.submit_and_wait(std::move(b));
+  auto c = fut.get();
   if (!c.ok()) return c.err;
   return n;
 }
 
 void c2d_queues::drop_device(std::string_view device_id, store::write_batch& b) {
   std::lock_guard lk(mu_);
+  ++drop_epoch_[std::string(device_id)];
   b.ops.push_back(store::erase_prefix_op{store::table::c2d, queue_prefix(device_id)});
   if (auto qit = queues_.find(std::string(device_id)); qit != queues_.end()) {
     for (auto& [seq, e] : qit->second.entries)
@@ -466,7 +505,7 @@ void c2d_queues::drop_device(std::string_view device_id, store::write_batch& b) 
   }
   // Feedback not yet batched for the device goes too (IoT Hub drops feedback of deleted devices).
   for (auto it = fb_pending_.begin(); it != fb_pending_.end();) {
-    if (it->second.device_id == device_id) {
+    if (it->second.first.device_id == device_id) {
       b.ops.push_back(store::erase_op{store::table::c2d_feedback_pending, be64(it->first)});
       it = fb_pending_.erase(it);
     } else {
@@ -518,13 +557,14 @@ void c2d_queues::tick() {
       else ++qit;
     }
     // Feedback: full batches at once, a partial one after feedback_interval.
+    // (ids grow with time, so the first pending record is the oldest)
     while (!fb_pending_.empty() && (fb_pending_.size() >= options_.feedback_batch_records ||
-                                    now - fb_oldest_pending_ms_ >= options_.feedback_interval.count())) {
+                                    now - fb_pending_.begin()->second.second >= options_.feedback_interval.count())) {
       std::vector<feedback_record> recs;
       while (!fb_pending_.empty() && recs.size() < options_.feedback_batch_records) {
         auto it = fb_pending_.begin();
         b.ops.push_back(store::erase_op{store::table::c2d_feedback_pending, be64(it->first)});
-        recs.push_back(std::move(it->second));
+        recs.push_back(std::move(it->second.first));
         fb_pending_.erase(it);
       }
       fb_entry f;
@@ -534,7 +574,6 @@ void c2d_queues::tick() {
       b.ops.push_back(store::put_op{store::table::c2d_feedback, be64(f.id), encode_batch(f.enqueued_ms, 0, f.body)});
       fb_batches_.emplace(f.id, std::move(f));
       new_batches = true;
-      fb_oldest_pending_ms_ = now;
     }
     // Feedback messages expire after feedback_ttl; their locks after feedback_lock.
     for (auto it = fb_batches_.begin(); it != fb_batches_.end();) {
@@ -552,8 +591,8 @@ void c2d_queues::tick() {
       }
       ++it;
     }
+    submit_locked(std::move(b));
   }
-  if (!b.ops.empty()) store_.submit(std::move(b), {});
   if (new_batches) fb_cv_.notify_all();
   notify(unlocked);
 }
@@ -571,11 +610,13 @@ std::optional<feedback_batch> c2d_queues::receive_feedback(std::chrono::millisec
   f->lock_token = new_uuid();
   f->lock_until_ms = now_() + options_.feedback_lock.count();
   fb_locks_[f->lock_token] = f->id;
-  return feedback_batch{f->id, f->lock_token, f->enqueued_ms, f->delivery_count, f->body};
+  return feedback_batch{f->id, f->lock_token, f->enqueued_ms, f->delivery_count, f->body, hub_name_};
 }
 
 result<void> c2d_queues::complete_feedback(std::string_view lock_token) {
   store::write_batch b;
+  auto done = std::make_shared<std::promise<store::commit_result>>();
+  auto fut = done->get_future();
   {
     std::lock_guard lk(mu_);
     auto l = fb_locks_.find(std::string(lock_token));
@@ -585,8 +626,9 @@ result<void> c2d_queues::complete_feedback(std::string_view lock_token) {
     if (it == fb_batches_.end() || it->second.lock_until_ms <= now_()) return lock_lost("feedback");
     b.ops.push_back(store::erase_op{store::table::c2d_feedback, be64(it->first)});
     fb_batches_.erase(it);
+    submit_locked(std::move(b), [done](const store::commit_result& r) { done->set_value(r); });
   }
-  auto c = store_.submit_and_wait(std::move(b));
+  auto c = fut.get();
   if (!c.ok()) return c.err;
   return {};
 }
@@ -601,6 +643,7 @@ result<void> c2d_queues::abandon_feedback(std::string_view lock_token) {
     fb_locks_.erase(l);
     if (it == fb_batches_.end()) return lock_lost("feedback");
     auto& f = it->second;
+    if (f.lock_until_ms <= now_()) return lock_lost("feedback");
     f.lock_token.clear();
     ++f.delivery_count;
     if (f.delivery_count >= options_.feedback_max_delivery_count) {
@@ -610,8 +653,8 @@ result<void> c2d_queues::abandon_feedback(std::string_view lock_token) {
       b.ops.push_back(store::put_op{store::table::c2d_feedback, be64(f.id),
                                     encode_batch(f.enqueued_ms, f.delivery_count, f.body)});
     }
+    submit_locked(std::move(b));
   }
-  store_.submit(std::move(b), {});
   fb_cv_.notify_all();
   return {};
 }

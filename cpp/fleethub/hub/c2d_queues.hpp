@@ -73,7 +73,7 @@ struct c2d_delivery {
   std::uint64_t sequence_number = 0;
   std::string lock_token;
   std::uint32_t delivery_count = 0;
-  message msg;  // with message-id, to, expiry, sequence-number ... as system properties; ack in `ack`
+  message msg;  // with message-id, to, absolute-expiry-time ... as system properties; ack in `ack`
   c2d_ack ack = c2d_ack::none;
 };
 
@@ -92,6 +92,7 @@ struct feedback_batch {
   std::int64_t enqueued_ms = 0;
   std::uint32_t delivery_count = 0;
   std::string body;  // JSON array of records (semantics.md §4.4)
+  std::string user_id;  // the hub name (IoT Hub's UserId of feedback messages)
 };
 
 class c2d_queues {
@@ -176,6 +177,9 @@ class c2d_queues {
                      std::optional<feedback_status> status, store::write_batch& b);
   entry* find_locked_entry(std::string_view device_id, std::string_view lock_token, queue** qout);
   void notify(const std::vector<std::string>& devices);
+  // Submits under mu_ so that store order follows state order (an erase can never be overtaken by an older
+  // put of the same row). Callbacks given here must not take mu_.
+  void submit_locked(store::write_batch b, store::commit_callback cb = {});
   std::string generation_of(const std::string& device_id);
 
   store::backend& store_;
@@ -183,16 +187,18 @@ class c2d_queues {
   c2d_options options_;
   now_fn now_;
   std::string hub_name_;
-  std::function<void(const std::string&)> available_;
+  std::function<void(const std::string&)> available_;  // set before use, cleared only after the threads stop
 
   mutable std::mutex mu_;
   std::condition_variable fb_cv_;
   std::unordered_map<std::string, queue> queues_;
   std::unordered_map<std::string, std::pair<std::string, std::uint64_t>> locks_;  // token -> (device, seq)
   std::uint64_t next_seq_ = 1;
-  // Feedback: records waiting to be batched (durable in c2d_feedback_pending), and batches to receive.
-  std::map<std::uint64_t, feedback_record> fb_pending_;
-  std::int64_t fb_oldest_pending_ms_ = 0;
+  // Feedback: records waiting to be batched (durable in c2d_feedback_pending; with the time each became
+  // pending), and batches to receive.
+  std::map<std::uint64_t, std::pair<feedback_record, std::int64_t>> fb_pending_;
+  // Bumped when a device's queue is dropped: a send committed afterwards must not bring it back.
+  std::unordered_map<std::string, std::uint64_t> drop_epoch_;
   std::uint64_t next_fb_id_ = 1;
   std::map<std::uint64_t, fb_entry> fb_batches_;
   std::unordered_map<std::string, std::uint64_t> fb_locks_;

@@ -117,8 +117,7 @@ engine::engine(engine_options options, store::backend& store, registry& reg, log
 engine::~engine() {
   registry_.on_change(nullptr);
   registry_.on_batch(nullptr);
-  c2d_.on_available(nullptr);
-  c2d_.close();
+  c2d_.close();  // (its availability listener stays: the barrier below runs the last commit callbacks)
   methods_.cancel_all("the hub is stopping");
   // Commit callbacks of session erases refer to this engine: let them run before it goes away.
   store_.submit_and_wait({});

@@ -752,5 +752,239 @@ TEST_F(EngineTest, RegistryCreateAndDeleteWriteTwinAndLifecycleEvent) {
   EXPECT_EQ(*find_property(life[1].app_properties, "iothub-message-schema"), "deviceLifecycleNotification");
 }
 
+// --- cloud-to-device messages through the engine (c2d_queues + MQTT delivery) -------------------------------
+
+// Sends a C2D message through the engine's queues and waits until it is durable (and pumped: the commit
+// callback runs the engine's pump before `done`).
+c2d_sent c2d_send(engine& eng, const std::string& device, std::string_view body, const std::string& mid = {}) {
+  c2d_send_request r;
+  r.device_id = device;
+  r.body = to_bytes(std::string(body));
+  if (!mid.empty()) r.system_properties.push_back({"message-id", mid});
+  std::promise<result<c2d_sent>> p;
+  eng.c2d().send(std::move(r), [&](result<c2d_sent> s) { p.set_value(std::move(s)); });
+  auto f = p.get_future();
+  if (f.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+    ADD_FAILURE() << "send never completed";
+    return {};
+  }
+  auto s = f.get();
+  EXPECT_TRUE(s) << s.err().message;
+  return s ? *s : c2d_sent{};
+}
+
+// Copies of the link's deliveries on the device's devicebound topic, once there are at least n (waits up to
+// 5 s; fewer come back on a timeout).
+std::vector<outbound_message> devicebound(recording_link& l, const std::string& device, std::size_t n) {
+  const std::string prefix = "devices/" + device + "/messages/devicebound/";
+  std::vector<outbound_message> out;
+  std::unique_lock lk(l.mu);
+  l.cv.wait_for(lk, std::chrono::seconds(5), [&] {
+    out.clear();
+    for (auto& m : l.delivered)
+      if (m.topic.rfind(prefix, 0) == 0) out.push_back(m);
+    return out.size() >= n;
+  });
+  return out;
+}
+
+TEST_F(EngineTest, C2dIsDeliveredAtQos1AndPubackCompletesIt) {
+  close();
+  engine_options eo;
+  eo.max_inflight_outbound = 1;  // one at a time: the second waits for the first PUBACK
+  open(eo);
+  auto d = make_device("dev1");
+  auto id = eng_->authenticate(request(d), now()).identity;
+  auto l = std::make_shared<recording_link>();
+  eng_->attach(id, false, l);
+  subscribe_devicebound(id);
+  c2d_send(*eng_, "dev1", "one", "mid-1");
+  c2d_send(*eng_, "dev1", "two", "mid-2");
+  auto got = devicebound(*l, "dev1", 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].qos, 1);
+  EXPECT_NE(got[0].packet_id, 0);
+  EXPECT_FALSE(got[0].dup);
+  EXPECT_EQ(as_string_view(got[0].payload), "one");
+  EXPECT_NE(got[0].topic.find("%24.mid=mid-1"), std::string::npos) << got[0].topic;
+  EXPECT_NE(got[0].topic.find("%24.to=%2Fdevices%2Fdev1%2Fmessages%2Fdevicebound"), std::string::npos) << got[0].topic;
+  EXPECT_EQ(got[0].topic.find("iothub-ack"), std::string::npos) << "no ack requested";
+  store_->submit_and_wait({});
+  EXPECT_EQ(delivered_count(*l), 1u) << "the window holds one";
+  EXPECT_EQ(eng_->c2d().depth("dev1"), 2u) << "a delivered message stays queued until its PUBACK";
+
+  eng_->on_puback(id, got[0].packet_id);
+  EXPECT_EQ(eng_->c2d().depth("dev1"), 1u) << "the PUBACK completed the first";
+  got = devicebound(*l, "dev1", 2);
+  ASSERT_EQ(got.size(), 2u) << "the next one follows the PUBACK";
+  EXPECT_EQ(as_string_view(got[1].payload), "two");
+  EXPECT_NE(got[1].topic.find("%24.mid=mid-2"), std::string::npos);
+  EXPECT_EQ(got[1].qos, 1);
+  EXPECT_NE(got[1].packet_id, got[0].packet_id);
+  eng_->on_puback(id, got[1].packet_id);
+  EXPECT_EQ(eng_->c2d().depth("dev1"), 0u);
+  eng_->on_puback(id, got[1].packet_id);  // a repeated PUBACK changes nothing
+  EXPECT_EQ(eng_->c2d().depth("dev1"), 0u);
+  EXPECT_EQ(eng_->c2d().counters().completed, 2u);
+}
+
+TEST_F(EngineTest, C2dQueuedWhileOfflineIsDeliveredInOrderAfterAttachAndSubscribe) {
+  auto d = make_device("dev1");
+  auto id = eng_->authenticate(request(d), now()).identity;
+  for (int i = 0; i < 3; ++i) c2d_send(*eng_, "dev1", "m" + std::to_string(i));
+  EXPECT_EQ(eng_->c2d().depth("dev1"), 3u);
+  auto l = std::make_shared<recording_link>();
+  eng_->attach(id, true, l);
+  store_->submit_and_wait({});
+  EXPECT_EQ(delivered_count(*l), 0u) << "not subscribed yet";
+  subscribe_devicebound(id);
+  auto got = devicebound(*l, "dev1", 3);
+  ASSERT_EQ(got.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(as_string_view(got[i].payload), "m" + std::to_string(i)) << "in queue order";
+    EXPECT_EQ(got[i].qos, 1);
+  }
+  for (auto& m : got) eng_->on_puback(id, m.packet_id);
+  EXPECT_EQ(eng_->c2d().depth("dev1"), 0u);
+}
+
+TEST_F(EngineTest, C2dFlowsToAReturningPersistentSession) {
+  auto d = make_device("dev1");
+  auto id = eng_->authenticate(request(d), now()).identity;
+  auto l1 = std::make_shared<recording_link>();
+  eng_->attach(id, false, l1);
+  subscribe_devicebound(id);
+  eng_->detach(id, l1.get(), "gone");
+  c2d_send(*eng_, "dev1", "a");
+  c2d_send(*eng_, "dev1", "b");
+  EXPECT_EQ(delivered_count(*l1), 0u) << "nothing goes to a detached link";
+  auto l2 = std::make_shared<recording_link>();
+  auto a = eng_->attach(id, false, l2);  // the stored subscription is enough: no new SUBSCRIBE
+  EXPECT_TRUE(a.session_present);
+  auto got = devicebound(*l2, "dev1", 2);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(as_string_view(got[0].payload), "a");
+  EXPECT_EQ(as_string_view(got[1].payload), "b");
+  for (auto& m : got) eng_->on_puback(id, m.packet_id);
+  EXPECT_EQ(eng_->c2d().depth("dev1"), 0u);
+}
+
+TEST_F(EngineTest, C2dDetachBeforePubackReleasesForRedelivery) {
+  auto d = make_device("dev1");
+  auto id = eng_->authenticate(request(d), now()).identity;
+  auto l1 = std::make_shared<recording_link>();
+  eng_->attach(id, false, l1);
+  subscribe_devicebound(id);
+  c2d_send(*eng_, "dev1", "x", "r1");
+  auto first = devicebound(*l1, "dev1", 1);
+  ASSERT_EQ(first.size(), 1u);
+  eng_->detach(id, l1.get(), "gone before PUBACK");
+  EXPECT_EQ(eng_->c2d().depth("dev1"), 1u) << "not completed";
+  eng_->on_puback(id, first[0].packet_id);  // a PUBACK for the old connection's packet id after the detach
+  EXPECT_EQ(eng_->c2d().depth("dev1"), 1u) << "the lock was released with the connection";
+  c2d_send(*eng_, "dev1", "y", "r2");
+  auto l2 = std::make_shared<recording_link>();
+  eng_->attach(id, false, l2);
+  auto got = devicebound(*l2, "dev1", 2);
+  ASSERT_EQ(got.size(), 2u) << "the released message comes again, before the newer one";
+  EXPECT_EQ(as_string_view(got[0].payload), "x");
+  EXPECT_NE(got[0].topic.find("%24.mid=r1"), std::string::npos);
+  EXPECT_EQ(as_string_view(got[1].payload), "y");
+  EXPECT_EQ(devicebound(*l1, "dev1", 1).size(), 1u) << "the old link got nothing more";
+  for (auto& m : got) eng_->on_puback(id, m.packet_id);
+  EXPECT_EQ(eng_->c2d().depth("dev1"), 0u);
+}
+
+TEST_F(EngineTest, C2dTakeoverReleasesTheOldConnectionsMessages) {
+  auto d = make_device("dev1");
+  auto id = eng_->authenticate(request(d), now()).identity;
+  auto l1 = std::make_shared<recording_link>();
+  eng_->attach(id, false, l1);
+  subscribe_devicebound(id);
+  c2d_send(*eng_, "dev1", "x");
+  ASSERT_EQ(devicebound(*l1, "dev1", 1).size(), 1u);
+  auto l2 = std::make_shared<recording_link>();
+  eng_->attach(id, false, l2);  // takes over without a detach of l1
+  auto got = devicebound(*l2, "dev1", 1);
+  ASSERT_EQ(got.size(), 1u) << "the unacknowledged message goes to the new connection";
+  EXPECT_EQ(as_string_view(got[0].payload), "x");
+  eng_->detach(id, l1.get(), "kicked");  // the old link's detach is a no-op
+  eng_->on_puback(id, got[0].packet_id);
+  EXPECT_EQ(eng_->c2d().depth("dev1"), 0u);
+}
+
+TEST_F(EngineTest, C2dQos0SubscriptionIsDeliveredAtQos0AndCompletedAtOnce) {
+  auto d = make_device("dev1");
+  auto id = eng_->authenticate(request(d), now()).identity;
+  auto l = std::make_shared<recording_link>();
+  eng_->attach(id, false, l);
+  subscribe_to(*eng_, id, {"devices/dev1/messages/devicebound/#"});  // QoS 0
+  c2d_send(*eng_, "dev1", "z", "q0");
+  auto got = devicebound(*l, "dev1", 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].qos, 0);
+  EXPECT_EQ(got[0].packet_id, 0);
+  EXPECT_EQ(as_string_view(got[0].payload), "z");
+  EXPECT_NE(got[0].topic.find("%24.mid=q0"), std::string::npos);
+  EXPECT_EQ(eng_->c2d().depth("dev1"), 0u) << "at most once: completed as it was sent";
+  EXPECT_EQ(eng_->c2d().counters().completed, 1u);
+}
+
+TEST_F(EngineTest, C2dUnsubscribedOrModuleSessionsGetNothing) {
+  auto d = make_device("dev1");
+  auto id = eng_->authenticate(request(d), now()).identity;
+  auto l = std::make_shared<recording_link>();
+  eng_->attach(id, false, l);
+  subscribe_to(*eng_, id, {"$iothub/twin/res/#"});  // something else
+  c2d_send(*eng_, "dev1", "waiting");
+  store_->submit_and_wait({});
+  EXPECT_EQ(delivered_count(*l), 0u);
+  EXPECT_EQ(eng_->c2d().depth("dev1"), 1u) << "kept for a later subscription";
+}
+
+TEST_F(EngineTest, C2dDeletingTheDeviceDropsItsQueue) {
+  auto d = make_device("dev1");
+  make_device("dev2");
+  auto id = eng_->authenticate(request(d), now()).identity;
+  auto l = std::make_shared<recording_link>();
+  eng_->attach(id, false, l);
+  subscribe_devicebound(id);
+  c2d_send(*eng_, "dev1", "in flight");
+  auto got = devicebound(*l, "dev1", 1);
+  ASSERT_EQ(got.size(), 1u);
+  eng_->detach(id, l.get(), "gone");
+  c2d_send(*eng_, "dev1", "queued");
+  c2d_send(*eng_, "dev2", "other");
+  EXPECT_EQ(eng_->c2d().depth("dev1"), 2u);
+
+  ASSERT_TRUE(reg_->remove("dev1"));
+  EXPECT_EQ(eng_->c2d().depth("dev1"), 0u);
+  EXPECT_EQ(eng_->c2d().depth("dev2"), 1u) << "other devices keep theirs";
+  store_->submit_and_wait({});
+  std::string prefix("dev1");
+  prefix.push_back('\0');
+  auto rows = store_->scan(store::table::c2d, prefix, {}, 100);
+  ASSERT_TRUE(rows);
+  EXPECT_TRUE(rows->empty()) << "erased from the store with the identity";
+  eng_->on_puback(id, got[0].packet_id);  // a late PUBACK for the dropped message is harmless
+
+  c2d_send_request r;
+  r.device_id = "dev1";
+  std::promise<result<c2d_sent>> p;
+  eng_->c2d().send(r, [&](result<c2d_sent> s) { p.set_value(std::move(s)); });
+  auto s = p.get_future().get();
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.err().code, errc::not_found);
+
+  // A new identity with the same id starts with an empty queue; the restart keeps it that way.
+  make_device("dev1");
+  EXPECT_EQ(eng_->c2d().depth("dev1"), 0u);
+  close();
+  open();
+  ASSERT_TRUE(eng_->c2d().load());  // hub_server::start does this
+  EXPECT_EQ(eng_->c2d().depth("dev1"), 0u);
+  EXPECT_EQ(eng_->c2d().depth("dev2"), 1u);
+}
+
 }  // namespace
 }  // namespace fleethub::hub
