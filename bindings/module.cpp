@@ -632,6 +632,64 @@ PYBIND11_MODULE(_core, m) {
                queue->push(std::move(it));
              });
            })
+      .def("c2d_send_batch",
+           [](py_hub& h, py::list items, py::object token) {
+             // items: (device, body, sys, app, expiry_ms|None, ack) tuples. With a token the call returns at
+             // once and completes through the completion queue (payload: JSON array of results); without,
+             // it waits and returns the results.
+             auto& s = h.s();
+             std::vector<hub::c2d_send_request> reqs;
+             reqs.reserve(items.size());
+             for (auto it : items) {
+               auto t = it.cast<py::tuple>();
+               reqs.push_back(c2d_request_from(t[0].cast<std::string>(), t[1].cast<py::bytes>(), t[2].cast<prop_pairs>(),
+                                               t[3].cast<prop_pairs>(), t[4].cast<std::optional<std::int64_t>>(),
+                                               t[5].cast<std::string>()));
+             }
+             auto to_json = [](const std::vector<result<hub::c2d_sent>>& rs) {
+               json::array a;
+               a.reserve(rs.size());
+               for (auto& r : rs) {
+                 json::object o;
+                 if (r) {
+                   o.set("seq", json::value(static_cast<std::int64_t>(r->sequence_number)));
+                   o.set("mid", json::value(r->message_id));
+                   o.set("exp", json::value(r->expiry_ms));
+                 } else {
+                   o.set("error", json::value(bindings::error_class_name(r.err().code)));
+                   o.set("message", json::value(r.err().message));
+                 }
+                 a.emplace_back(std::move(o));
+               }
+               return json::serialize(json::value(std::move(a)));
+             };
+             if (!token.is_none()) {
+               std::weak_ptr<completion_queue> q = h.completions;
+               auto tok = token.cast<std::uint64_t>();
+               py::gil_scoped_release nogil;
+               s.engine().c2d().send_batch(std::move(reqs), [q, tok, to_json](std::vector<result<hub::c2d_sent>> rs) {
+                 if (auto queue = q.lock()) {
+                   completion_queue::item it;
+                   it.token = tok;
+                   it.payload = to_json(rs);
+                   queue->push(std::move(it));
+                 }
+               });
+               return std::string();
+             }
+             std::string out;
+             {
+               py::gil_scoped_release nogil;
+               auto done = std::make_shared<std::promise<std::string>>();
+               auto fut = done->get_future();
+               s.engine().c2d().send_batch(std::move(reqs), [done, to_json](std::vector<result<hub::c2d_sent>> rs) {
+                 done->set_value(to_json(rs));
+               });
+               out = fut.get();
+             }
+             return out;
+           },
+           py::arg("items"), py::arg("token") = py::none())
       .def("c2d_purge",
            [](py_hub& h, const std::string& device) {
              auto& s = h.s();

@@ -13,7 +13,7 @@ import functools
 import json as _json
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator, List, Mapping, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, AsyncIterator, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 
 from .errors import DeviceNotFoundError, ForbiddenError, InvalidArgumentError, NotFoundError, QueueFullError
 
@@ -167,6 +167,52 @@ class CloudToDevice:
         except (ForbiddenError, NotFoundError) as e:
             raise self._translate(e) from None
         return info
+
+    # ---- many messages in one commit ----
+    def _batch_items(self, messages: Iterable[Any], defaults: Mapping[str, Any]) -> List[Tuple[Any, ...]]:
+        items = []
+        for m in messages:
+            if isinstance(m, Mapping):
+                kw = {**defaults, **{k: v for k, v in m.items() if k not in ("device_id", "body")}}
+                dev, body = m["device_id"], m["body"]
+            else:
+                kw = dict(defaults)
+                dev, body = m[0], m[1]
+                if len(m) > 2:
+                    kw["properties"] = m[2]
+            items.append(self._args(dev, body, kw.get("properties"), kw.get("message_id"), kw.get("correlation_id"),
+                                    kw.get("user_id"), kw.get("content_type"), kw.get("content_encoding"),
+                                    kw.get("expiry"), kw.get("ack", "none")))
+        return items
+
+    def _batch_results(self, text: str) -> List[Union[C2DMessageInfo, Exception]]:
+        from . import errors as _errors
+
+        out: List[Union[C2DMessageInfo, Exception]] = []
+        for r in _json.loads(text):
+            if "error" in r:
+                cls = getattr(_errors, r["error"], _errors.Error)
+                out.append(self._translate(cls(r["message"])))
+            else:
+                out.append(C2DMessageInfo(r["mid"], int(r["seq"]),
+                                          _dt.datetime.fromtimestamp(r["exp"] / 1000.0, tz=_dt.timezone.utc)))
+        return out
+
+    def send_batch(self, messages: Iterable[Any], **defaults: Any) -> List[Union[C2DMessageInfo, Exception]]:
+        """Queues many messages in one commit (a fleet-wide command, or a burst). Each message is
+        ``(device_id, body)``, ``(device_id, body, properties)`` or a dict with ``device_id``, ``body`` and
+        any :meth:`send` keyword; ``defaults`` are :meth:`send` keywords for all of them. Returns, in order,
+        a C2DMessageInfo per queued message or the exception that refused it (e.g. QueueFullError)."""
+        items = self._batch_items(messages, defaults)
+        return self._batch_results(self._hub._server.c2d_send_batch(items))
+
+    async def send_batch_async(self, messages: Iterable[Any], **defaults: Any) -> List[Union[C2DMessageInfo, Exception]]:
+        """Like :meth:`send_batch`, awaitable."""
+        items = self._batch_items(messages, defaults)
+        srv = self._hub._server
+        text: str = await self._hub._completions.call(lambda token: srv.c2d_send_batch(items, token),
+                                                     lambda _status, payload: payload.decode())
+        return self._batch_results(text)
 
     def purge(self, device_id: str) -> int:
         """Removes every message queued for the device (Purged feedback where asked); returns how many."""

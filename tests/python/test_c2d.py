@@ -259,3 +259,30 @@ def test_queue_and_feedback_survive_restart_and_device_delete_drops_queue(hub_fa
         bodies.append(body)
         c.send(puback_packet(pid))
     assert bodies == [b"0", b"1", b"2", b"3", b"4", b"p"]
+
+
+def test_send_batch_one_commit_per_call_with_per_message_results(hub_factory, data_dir):
+    hub = hub_factory(data_dir, mqtt_port=None, mqtt_plain_port=0, c2d_max_queue_depth=2)
+    for i in range(3):
+        hub.devices.create(f"d{i}")
+    res = hub.c2d.send_batch([("d0", b"a"), ("d0", b"b", {"k": "v"}), ("d0", b"c"),
+                              {"device_id": "d1", "body": {"x": 1}, "message_id": "given"}, ("ghost", b"x"),
+                              ("d2", b"y" * (64 * 1024 + 1))], ack="positive")
+    assert isinstance(res[0], fleethub.C2DMessageInfo) and isinstance(res[1], fleethub.C2DMessageInfo)
+    assert isinstance(res[2], fleethub.QueueFullError)
+    assert res[3].message_id == "given"
+    assert isinstance(res[4], fleethub.DeviceNotFoundError)
+    assert isinstance(res[5], fleethub.TooLargeError)
+    assert res[0].sequence_number < res[1].sequence_number < res[3].sequence_number
+    assert [hub.c2d.depth(f"d{i}") for i in range(3)] == [2, 1, 0]
+    more = asyncio.run(hub.c2d.send_batch_async([("d2", b"z"), ("d2", b"w")]))
+    assert all(isinstance(m, fleethub.C2DMessageInfo) for m in more) and hub.c2d.depth("d2") == 2
+    dev = hub.devices.get("d0")
+    c, _ = raw_device(hub, dev)
+    c.subscribe(1, [(_filter(dev), 1)])
+    got = []
+    for _ in range(2):
+        p, topic, pid, body = _next_c2d(c)
+        got.append((body, _bag(topic, dev).get("k")))
+        c.send(puback_packet(pid))
+    assert got == [(b"a", None), (b"b", "v")]

@@ -197,123 +197,153 @@ std::string c2d_queues::generation_of(const std::string& device_id) {
   return rec ? rec->generation_id : std::string();
 }
 
-void c2d_queues::send(c2d_send_request req, std::function<void(result<c2d_sent>)> done) {
+result<c2d_queues::prepared> c2d_queues::prepare(c2d_send_request& req, std::int64_t now) {
   auto rec = registry_.get(req.device_id);
   if (!rec) {
-    done(rec.err().code == errc::not_found
-             ? make_error(errc::not_found, "device '" + req.device_id + "' is not registered (IoT Hub 404001 DeviceNotFound)")
-             : rec.err());
-    return;
+    if (rec.err().code != errc::not_found) return rec.err();
+    return make_error(errc::not_found, "device '" + req.device_id + "' is not registered (IoT Hub 404001 DeviceNotFound)");
   }
-  if (!rec->enabled) {
-    done(make_error(errc::not_found, "device '" + req.device_id + "' is disabled (IoT Hub 404001 DeviceNotFound)"));
-    return;
-  }
+  if (!rec->enabled)
+    return make_error(errc::not_found, "device '" + req.device_id + "' is disabled (IoT Hub 404001 DeviceNotFound)");
   std::size_t size = req.body.size();
   for (auto& p : req.system_properties) size += p.key.size() + p.value.size();
   for (auto& p : req.app_properties) size += p.key.size() + p.value.size();
-  if (size > options_.max_message_size) {
-    done(make_error(errc::too_large, "cloud-to-device message of " + std::to_string(size) + " bytes exceeds the " +
-                                         std::to_string(options_.max_message_size) +
-                                         "-byte limit (IoT Hub 413001 MessageTooLarge)"));
-    return;
-  }
-  const auto now = now_();
+  if (size > options_.max_message_size)
+    return make_error(errc::too_large, "cloud-to-device message of " + std::to_string(size) + " bytes exceeds the " +
+                                           std::to_string(options_.max_message_size) +
+                                           "-byte limit (IoT Hub 413001 MessageTooLarge)");
   std::int64_t expiry = now + options_.default_ttl.count();
   if (req.expiry_ms) {
-    if (*req.expiry_ms <= now || *req.expiry_ms > now + options_.max_ttl.count()) {
-      done(make_error(errc::invalid_argument,
-                      "the expiry time must be in the future and at most " +
-                          std::to_string(options_.max_ttl.count() / 3600000) +
-                          " hours away (IoT Hub 403009 InvalidMessageExpiryTime)"));
-      return;
-    }
+    if (*req.expiry_ms <= now || *req.expiry_ms > now + options_.max_ttl.count())
+      return make_error(errc::invalid_argument, "the expiry time must be in the future and at most " +
+                                                    std::to_string(options_.max_ttl.count() / 3600000) +
+                                                    " hours away (IoT Hub 403009 InvalidMessageExpiryTime)");
     expiry = *req.expiry_ms;
   }
+  if (const auto* mid = find_property(req.system_properties, sysprop::message_id); mid && !valid_message_id(*mid))
+    return make_error(errc::invalid_argument, "message id '" + *mid +
+                                                  "' must be 1..128 ASCII letters, digits or - : . + % _ # * ? ! ( ) , = @ ; $ '");
   message m;
   m.device_id = req.device_id;
   m.body = std::move(req.body);
   m.system_properties = std::move(req.system_properties);
   m.app_properties = std::move(req.app_properties);
   m.enqueued_time_ms = now;
-  if (const auto* mid = find_property(m.system_properties, sysprop::message_id); mid && !valid_message_id(*mid)) {
-    done(make_error(errc::invalid_argument, "message id '" + *mid +
-                                                "' must be 1..128 ASCII letters, digits or - : . + % _ # * ? ! ( ) , = @ ; $ '"));
-    return;
-  }
   if (!find_property(m.system_properties, sysprop::message_id))
     m.system_properties.push_back({std::string(sysprop::message_id), new_uuid()});
   set_property(m.system_properties, sysprop::to, "/devices/" + req.device_id + "/messages/devicebound");
   set_property(m.system_properties, sysprop::absolute_expiry_time, format_iso8601(expiry));
-  const std::string message_id = *find_property(m.system_properties, sysprop::message_id);
+  prepared p;
+  p.device_id = req.device_id;
+  p.now = now;
+  p.expiry = expiry;
+  p.ack = req.ack;
+  p.message_id = *find_property(m.system_properties, sysprop::message_id);
+  p.value = record_writer(queued_format)
+                .i64(now)
+                .i64(expiry)
+                .u32(0)
+                .u8(static_cast<std::uint8_t>(req.ack))
+                .str(p.message_id)
+                .str(as_string_view(encode_message(m)))
+                .take();
+  return p;
+}
 
-  std::uint64_t seq, epoch;
+void c2d_queues::send(c2d_send_request req, std::function<void(result<c2d_sent>)> done) {
+  std::vector<c2d_send_request> one;
+  one.push_back(std::move(req));
+  send_batch(std::move(one), [done = std::move(done)](std::vector<result<c2d_sent>> r) { done(std::move(r[0])); });
+}
+
+void c2d_queues::send_batch(std::vector<c2d_send_request> reqs,
+                            std::function<void(std::vector<result<c2d_sent>>)> done) {
+  const auto now = now_();
+  std::vector<result<c2d_sent>> results;
+  results.reserve(reqs.size());
+  std::vector<prepared> ready;  // accepted ones, with the index of their result
+  std::vector<std::size_t> where;
+  for (auto& r : reqs) {
+    auto p = prepare(r, now);
+    if (!p) {
+      results.emplace_back(p.err());
+      continue;
+    }
+    results.emplace_back(c2d_sent{});
+    where.push_back(results.size() - 1);
+    ready.push_back(std::move(*p));
+  }
+  store::write_batch b;
   {
     std::lock_guard lk(mu_);
-    epoch = drop_epoch_[req.device_id];
-    auto& q = queues_[req.device_id];
-    if (q.entries.size() + q.pending_sends >= options_.max_queue_depth) {
-      error e = make_error(errc::forbidden, "the queue of device '" + req.device_id + "' holds " +
-                                                std::to_string(options_.max_queue_depth) +
-                                                " messages, its limit (IoT Hub 403004 DeviceMaximumQueueDepthExceeded); "
-                                                "wait for the device to receive them or purge the queue");
-      if (q.entries.empty() && q.pending_sends == 0) queues_.erase(req.device_id);
-      done(std::move(e));
-      return;
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < ready.size(); ++i) {
+      auto& p = ready[i];
+      auto& q = queues_[p.device_id];
+      if (q.entries.size() + q.pending_sends >= options_.max_queue_depth) {
+        results[where[i]] = make_error(errc::forbidden, "the queue of device '" + p.device_id + "' holds " +
+                                                            std::to_string(options_.max_queue_depth) +
+                                                            " messages, its limit (IoT Hub 403004 "
+                                                            "DeviceMaximumQueueDepthExceeded); wait for the device to "
+                                                            "receive them or purge the queue");
+        if (q.entries.empty() && q.pending_sends == 0) queues_.erase(p.device_id);
+        continue;
+      }
+      ++q.pending_sends;
+      p.seq = next_seq_++;
+      p.epoch = drop_epoch_[p.device_id];
+      b.ops.push_back(store::put_op{store::table::c2d, queue_key(p.device_id, p.seq), std::move(p.value)});
+      where[kept] = where[i];
+      if (kept != i) ready[kept] = std::move(p);
+      ++kept;
     }
-    ++q.pending_sends;
-    seq = next_seq_++;
+    ready.resize(kept);
+    where.resize(kept);
   }
-  auto value = record_writer(queued_format)
-                   .i64(now)
-                   .i64(expiry)
-                   .u32(0)
-                   .u8(static_cast<std::uint8_t>(req.ack))
-                   .str(message_id)
-                   .str(as_string_view(encode_message(m)))
-                   .take();
-  store::write_batch b;
-  b.ops.push_back(store::put_op{store::table::c2d, queue_key(req.device_id, seq), std::move(value)});
-  store_.submit(std::move(b), [this, device = req.device_id, seq, now, expiry, ack = req.ack, message_id, epoch,
-                               done = std::move(done)](const store::commit_result& r) {
-    bool dropped = false;
+  if (ready.empty()) {
+    done(std::move(results));
+    return;
+  }
+  // One write batch (one group commit) for every message of the call.
+  store_.submit(std::move(b), [this, ready = std::move(ready), where = std::move(where), results = std::move(results),
+                               done = std::move(done)](const store::commit_result& r) mutable {
+    std::vector<std::string> devices;
     {
       std::lock_guard lk(mu_);
-      if (drop_epoch_[device] != epoch) {
-        // The device was deleted while this send was in flight: its row must not outlive the queue.
-        dropped = true;
-        if (r.ok()) {
-          store::write_batch gone;
-          gone.ops.push_back(store::erase_op{store::table::c2d, queue_key(device, seq)});
-          submit_locked(std::move(gone));
+      store::write_batch gone;
+      for (std::size_t i = 0; i < ready.size(); ++i) {
+        auto& p = ready[i];
+        auto& res = results[where[i]];
+        if (drop_epoch_[p.device_id] != p.epoch) {
+          // The device was deleted while this send was in flight: its row must not outlive the queue.
+          if (r.ok()) gone.ops.push_back(store::erase_op{store::table::c2d, queue_key(p.device_id, p.seq)});
+          res = make_error(errc::not_found, "device '" + p.device_id + "' was deleted while the message was being queued");
+          continue;
         }
-      } else {
-        auto& q = queues_[device];
+        auto& q = queues_[p.device_id];
         if (q.pending_sends) --q.pending_sends;
-        if (r.ok()) {
-          entry e;
-          e.seq = seq;
-          e.enqueued_ms = now;
-          e.expiry_ms = expiry;
-          e.ack = ack;
-          e.message_id = message_id;
-          q.entries.emplace(seq, std::move(e));
-          ++stats_.sent;
-        } else if (q.entries.empty() && q.pending_sends == 0) {
-          queues_.erase(device);
+        if (!r.ok()) {
+          if (q.entries.empty() && q.pending_sends == 0) queues_.erase(p.device_id);
+          res = r.err;
+          continue;
         }
+        entry e;
+        e.seq = p.seq;
+        e.enqueued_ms = p.now;
+        e.expiry_ms = p.expiry;
+        e.ack = p.ack;
+        e.message_id = p.message_id;
+        q.entries.emplace(p.seq, std::move(e));
+        ++stats_.sent;
+        res = c2d_sent{p.seq, p.message_id, p.expiry};
+        if (devices.empty() || devices.back() != p.device_id) devices.push_back(p.device_id);
       }
+      submit_locked(std::move(gone));
     }
-    if (r.ok() && dropped) {
-      done(make_error(errc::not_found, "device '" + device + "' was deleted while the message was being queued"));
-      return;
-    }
-    if (!r.ok()) {
-      done(r.err);
-      return;
-    }
-    if (available_) available_(device);
-    done(c2d_sent{seq, message_id, expiry});
+    std::sort(devices.begin(), devices.end());
+    devices.erase(std::unique(devices.begin(), devices.end()), devices.end());
+    notify(devices);
+    done(std::move(results));
   });
 }
 

@@ -110,6 +110,9 @@ class c2d_queues {
   // "403004" (queue full), invalid_argument (expiry in the past or beyond max_ttl, bad ids), too_large.
   // `done` runs once the message is durable (on the store's writer thread).
   void send(c2d_send_request req, std::function<void(result<c2d_sent>)> done);
+  // Many messages (to one or many devices) in one write batch: one commit, one callback with a result per
+  // request, in order. Each request is judged on its own (one full queue does not fail the others).
+  void send_batch(std::vector<c2d_send_request> reqs, std::function<void(std::vector<result<c2d_sent>>)> done);
 
   // Locks up to `max` of the device's oldest enqueued messages, in order. lock_for == 0: locked until
   // completed, abandoned or released (an MQTT connection's in-flight window).
@@ -172,6 +175,16 @@ class c2d_queues {
     std::int64_t lock_until_ms = 0;
   };
 
+  // A validated request, encoded for the store; seq and epoch are assigned under the lock.
+  struct prepared {
+    std::string device_id;
+    std::uint64_t seq = 0, epoch = 0;
+    std::int64_t now = 0, expiry = 0;
+    c2d_ack ack = c2d_ack::none;
+    std::string message_id;
+    bytes value;
+  };
+  result<prepared> prepare(c2d_send_request& req, std::int64_t now);
   // Removes an entry (completed or dead-lettered), adding the store ops and feedback. Lock held.
   void finish_locked(const std::string& device_id, queue& q, std::map<std::uint64_t, entry>::iterator it,
                      std::optional<feedback_status> status, store::write_batch& b);
