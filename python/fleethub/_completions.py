@@ -24,7 +24,7 @@ class CompletionPump:
         self._lock = threading.Lock()
         self._thread: Optional[threading.Thread] = None
 
-    async def call(self, start: Callable[[int], None], decode: Decode) -> Any:
+    async def call(self, start: Callable[[int], object], decode: Decode) -> Any:
         """Runs ``start(token)`` (which hands the work to the core) and awaits its completion."""
         loop = asyncio.get_running_loop()
         fut: "asyncio.Future[Any]" = loop.create_future()
