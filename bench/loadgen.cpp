@@ -8,6 +8,8 @@
 //   twin        N devices, closed-loop reported-property PATCHes ($iothub/twin/...), latency per op
 //   methods     N devices answering direct-method requests at once (hub or mosquitto topic style)
 //   rpc-caller  K "service" clients sending method requests through a plain broker (mosquitto reference)
+//   c2d-sink    N devices each subscribed to its own C2D topic (hub or mosquitto style), PUBACK at once
+//   c2d-sender  1 (or K) clients publishing open-loop to --targets per-device topics (mosquitto fan-out)
 // The payload format and the JSON summary schema are documented in bench/README.md.
 //
 // Build: target `fleethub_loadgen` (bench/CMakeLists.txt), or standalone:
@@ -107,7 +109,9 @@ struct Counters {
 
 class Engine {
  public:
-  explicit Engine(const Options& o) : o_(o) {}
+  explicit Engine(const Options& o)
+      : o_(o), c2d_sink_(o.mode == "c2d-sink"), c2d_sender_(o.mode == "c2d-sender"),
+        rr_mode_(o.mode == "twin" || o.mode == "rpc-caller" || o.mode == "methods") {}
   ~Engine() {
     for (Client& c : cl_) close_client(c, false);
     if (ctx_) SSL_CTX_free(ctx_);
@@ -143,7 +147,9 @@ class Engine {
   void emit(uint64_t k, int64_t t_sched_mono);
   // twin / methods / rpc-caller (bench/loadgen_rpc.hpp)
   bool is_requester() const { return o_.mode == "twin" || o_.mode == "rpc-caller"; }
-  bool is_rr_mode() const { return is_requester() || o_.mode == "methods"; }
+  bool is_rr_mode() const { return rr_mode_; }
+  // every client subscribes to its own filter after CONNACK; ready once all have their SUBACK
+  bool per_client_sub() const { return rr_mode_ || c2d_sink_; }
   void rr_setup_client(Client& c, int i);
   bool rr_send(Client& c, int64_t t_ref, int64_t now);
   void rr_emit(uint64_t k, int64_t t_sched);
@@ -153,6 +159,13 @@ class Engine {
   void rr_on_response(Client& c, std::string_view topic);
   void rr_on_request(Client& c, std::string_view topic);
   void rr_summary(Json& j);
+  // c2d-sink / c2d-sender (bench/loadgen_c2d.hpp)
+  void c2d_setup_client(Client& c);
+  void c2d_build_templates();
+  void c2d_emit(uint64_t k, int64_t t_sched);
+  void c2d_on_sink_message(Client& c, uint64_t pub, bool dup);
+  void c2d_sink_on_ready(int64_t now_rt);
+  void c2d_sink_summary(Json& j);
   // misc
   void keepalive_scan(int64_t now);
   void write_ready_file();
@@ -161,7 +174,8 @@ class Engine {
     return c.st == St::TcpConnecting || c.st == St::TlsHandshake || c.st == St::WaitConnack;
   }
 
-  const Options& o_;
+  Options o_;  // a copy: c2d-sink may derive its window at run time
+  const bool c2d_sink_, c2d_sender_, rr_mode_;
   sockaddr_storage addr_{};
   socklen_t addrlen_ = 0;
   sockaddr_storage bind_addr_{};
@@ -206,9 +220,17 @@ class Engine {
   Hist h_op_;
   std::vector<uint64_t> op_per_sec_;
   std::string scratch_topic_, scratch_body_;
+  // c2d
+  std::vector<std::string> c2d_tmpl_;
+  std::vector<uint32_t> c2d_pid_off_, c2d_pay_off_;
+  std::vector<uint64_t> c2d_seq_;
+  std::vector<uint64_t> c2d_per_client_;
+  uint64_t c2d_misrouted_ = 0;
+  bool c2d_window_derived_ = false;
 };
 
 #include "loadgen_rpc.hpp"
+#include "loadgen_c2d.hpp"
 
 void Engine::resolve() {
   addrinfo hints{}, *res = nullptr;
@@ -287,9 +309,16 @@ void Engine::load_clients() {
       c.user = creds[size_t(i)][1];
       c.pass = creds[size_t(i)][2];
     } else {
-      c.id = o_.prefix + std::to_string(i);
+      // c2d-sender: never take over a sink's session (sinks are prefix+j)
+      c.id = o_.prefix + (c2d_sender_ ? "sender" : "") + std::to_string(i);
     }
     if (is_rr_mode()) rr_setup_client(c, i);
+    if (c2d_sink_) c2d_setup_client(c);
+    if (c2d_sender_ && o_.qos) {
+      c.inf_pid.assign(size_t(o_.inflight), 0);
+      c.inf_t.assign(size_t(o_.inflight), 0);
+      c.inf_w.assign(size_t(o_.inflight), 0);
+    }
     if (o_.mode == "pub") {
       std::string topic = o_.topic_template;
       for (size_t p; (p = topic.find("{id}")) != std::string::npos;) topic.replace(p, 4, c.id);
@@ -419,7 +448,7 @@ void Engine::fail_connect(Client& c) { close_client(c, false); }
 void Engine::close_client(Client& c, bool count_disconnect) {
   if (c.st == St::Closed) return;
   if (pending_state(c)) --pending_;
-  if (c.st == St::WaitSuback && is_rr_mode() && waiting_suback_ > 0) --waiting_suback_;
+  if (c.st == St::WaitSuback && per_client_sub() && waiting_suback_ > 0) --waiting_suback_;
   if (count_disconnect && !shutting_down_) ++c_.disconnects;
   if (c.ssl) { SSL_free(c.ssl); c.ssl = nullptr; }
   if (c.fd >= 0) { ::close(c.fd); c.fd = -1; }
@@ -576,7 +605,7 @@ void Engine::handle_packet(Client& c, uint8_t hdr, const char* p, size_t len) {
         c.st = St::WaitSuback;
         c.out += subscribe_packet(1, o_.topic_filter, o_.qos);
         mark_dirty(c);
-      } else if (is_rr_mode()) {
+      } else if (per_client_sub()) {
         c.st = St::WaitSuback;
         ++waiting_suback_;
         c.out += subscribe_packet(1, c.sub_filter, o_.qos);
@@ -609,7 +638,7 @@ void Engine::handle_packet(Client& c, uint8_t hdr, const char* p, size_t len) {
       return;
     }
     case 9: {  // SUBACK
-      if (is_rr_mode()) {
+      if (per_client_sub()) {
         if (c.st != St::WaitSuback) return;
         --waiting_suback_;
         int code = len >= 3 ? uint8_t(p[2]) : 0x80;
@@ -701,9 +730,11 @@ void Engine::on_publish(Client& c, uint8_t hdr, const char* p, size_t len) {
   if (t.bits[word] & bit) {
     ++dup_;
     if (in_ts) ++dup_w_;
+    if (c2d_sink_) c2d_on_sink_message(c, pub, true);
     return;
   }
   t.bits[word] |= bit;
+  if (c2d_sink_) c2d_on_sink_message(c, pub, false);
   if (in_ts) {
     ++recv_w_ts_;
     ++uniq_w_;
@@ -715,6 +746,7 @@ void Engine::on_publish(Client& c, uint8_t hdr, const char* p, size_t len) {
 }
 
 void Engine::emit(uint64_t k, int64_t t_sched) {
+  if (c2d_sender_) { c2d_emit(k, t_sched); return; }
   Client& c = cl_[size_t(k % cl_.size())];
   bool w = t_sched >= ws_ && t_sched < we_;
   ++c_.offered;
@@ -822,8 +854,12 @@ std::string Engine::summary() {
   j.key("pings_answered").num(c_.ping_resp);
   j.key("bytes_out").num(c_.bytes_out);
   j.key("bytes_in").num(c_.bytes_in);
-  if (o_.mode == "pub") {
+  if (o_.mode == "pub" || c2d_sender_) {
     double dur = double(we_ - ws_) / 1e9;
+    if (c2d_sender_) {
+      j.key("targets").num(o_.targets);
+      j.key("target_prefix").str(o_.target_prefix);
+    }
     j.key("rate").num(o_.rate);
     j.key("size").num(o_.size);
     j.key("inflight_window").num(o_.inflight);
@@ -855,7 +891,8 @@ std::string Engine::summary() {
     j.hist_ms("send_lag_ms", h_lag_);
     if (cpu_ws_ >= 0 && cpu_we_ >= 0 && dur > 0)
       j.key("gen_cpu_pct").num(100.0 * double(cpu_we_ - cpu_ws_) / 1e9 / dur);
-  } else if (o_.mode == "sub") {
+  } else if (o_.mode == "sub" || c2d_sink_) {
+    if (c2d_sink_) c2d_sink_summary(j);
     const bool have_window = o_.window_end_ns > o_.window_start_ns;
     double dur = have_window ? double(o_.window_end_ns - o_.window_start_ns) / 1e9
                              : double(last_rx_rt_ - first_rx_rt_) / 1e9;
@@ -866,7 +903,9 @@ std::string Engine::summary() {
       ++pubs;
       gap_lost += (t.max_w - t.min_w + 1) - t.uniq_w;
     }
-    j.key("topic").str(o_.topic_filter);
+    j.key("topic").str(!c2d_sink_ ? o_.topic_filter
+                                  : o_.topic_style == "hub" ? std::string("devices/{id}/messages/devicebound/#")
+                                                            : std::string("bench/{id}/c2d/#"));
     j.key("suback").num(suback_code_);
     j.key("window_start_ns").num(o_.window_start_ns);
     j.key("window_end_ns").num(o_.window_end_ns);
@@ -911,8 +950,9 @@ int Engine::run() {
   if (ep_ < 0) die("epoll_create1 failed");
   rt_off_ = real_ns() - mono_ns();
   run_t0_rt_ = real_ns();
-  const bool is_pub = o_.mode == "pub", is_sub = o_.mode == "sub", is_idle = o_.mode == "idle";
-  const bool is_req = is_requester(), is_meth = o_.mode == "methods";
+  if (c2d_sender_) c2d_build_templates();
+  const bool is_pub = o_.mode == "pub" || c2d_sender_, is_sub = o_.mode == "sub", is_idle = o_.mode == "idle";
+  const bool is_req = is_requester(), is_meth = o_.mode == "methods" || c2d_sink_;
   int64_t next_rr_scan = 0;
   period_ns_ = 1e9 / o_.rate;
   connect_t0_ = mono_ns();
@@ -925,7 +965,8 @@ int Engine::run() {
   int64_t next_progress = mono_ns() + 1000000000LL;
   if (is_sub || is_meth) {
     if (o_.exit_at_ns) sub_end = o_.exit_at_ns - rt_off_;
-    else if (o_.duration > 0) sub_end = mono_ns() + int64_t(o_.duration * 1e9);
+    else if (o_.duration > 0 && !(c2d_sink_ && o_.window_end_ns <= o_.window_start_ns))
+      sub_end = mono_ns() + int64_t(o_.duration * 1e9);  // c2d-sink without --window: see c2d_sink_on_ready
   }
   std::vector<epoll_event> evs(4096);
   bool finished = false;
@@ -959,13 +1000,17 @@ int Engine::run() {
     }
     // twin / methods / rpc-caller: ready once every connected client has its SUBACK (or after
     // --connect-timeout more seconds, so that a broker that never answers cannot hang the run)
-    if (is_rr_mode() && connect_done_mono_ > 0 && !ready_written_ &&
+    if (per_client_sub() && connect_done_mono_ > 0 && !ready_written_ &&
         (waiting_suback_ == 0 || now - connect_done_mono_ > int64_t(o_.connect_timeout * 1e9))) {
       if (o_.progress)
         std::fprintf(stderr, "[loadgen] %s: %llu subscribed, %llu SUBACK failures, %llu still waiting\n",
                      o_.mode.c_str(), (unsigned long long)c_.subscribed, (unsigned long long)c_.suback_fail,
                      (unsigned long long)waiting_suback_);
       write_ready_file();
+      if (c2d_sink_ && !o_.exit_at_ns) {
+        c2d_sink_on_ready(now + rt_off_);
+        if (c2d_window_derived_) sub_end = o_.window_end_ns - rt_off_ + int64_t(o_.drain * 1e9);
+      }
       if (is_req && pub_start_ < 0) {
         pub_start_ = o_.start_at_ns ? std::max(now, o_.start_at_ns - rt_off_) : now + 500000000LL;
         if (o_.start_at_ns && o_.start_at_ns - rt_off_ < now) late_start_ = true;
@@ -1064,6 +1109,10 @@ int Engine::run() {
       next_progress = now + 1000000000LL;
       if (is_sub)
         std::fprintf(stderr, "[loadgen] sub: received=%llu unique_w=%llu dup=%llu\n",
+                     (unsigned long long)c_.received, (unsigned long long)uniq_w_, (unsigned long long)dup_);
+      else if (c2d_sink_)
+        std::fprintf(stderr, "[loadgen] c2d-sink: connected=%llu subscribed=%llu received=%llu unique_w=%llu "
+                     "dup=%llu\n", (unsigned long long)c_.conn_ok, (unsigned long long)c_.subscribed,
                      (unsigned long long)c_.received, (unsigned long long)uniq_w_, (unsigned long long)dup_);
       else if (is_meth)
         std::fprintf(stderr, "[loadgen] methods: connected=%llu subscribed=%llu requests=%llu answered=%llu\n",

@@ -6,7 +6,7 @@
 // Options
 // ---------------------------------------------------------------------------
 struct Options {
-  std::string mode;  // pub | sub | idle | twin | methods | rpc-caller
+  std::string mode;  // pub | sub | idle | twin | methods | rpc-caller | c2d-sink | c2d-sender
   std::string host = "127.0.0.1";
   int port = 1883;
   std::string bind_addr;
@@ -50,11 +50,12 @@ struct Options {
   std::string target_prefix = "bench";  // rpc-caller: device client ids are target_prefix + j
   std::string method_name = "ping";  // rpc-caller
   double op_timeout = 10;            // twin/rpc-caller: a request unanswered this long counts as a timeout
+  bool clients_set = false;          // c2d-sender: --clients defaults to 1
 };
 
 void usage() {
   std::fputs(
-      "usage: fleethub_loadgen pub|sub|idle|twin|methods|rpc-caller [options]\n"
+      "usage: fleethub_loadgen pub|sub|idle|twin|methods|rpc-caller|c2d-sink|c2d-sender [options]\n"
       "common:  --host H (127.0.0.1) --port P (1883) --tls --cafile F --cert F --key F --sni NAME\n"
       "         --verify-host --keepalive S (60) --clean-session 0|1 (1) --stats-file F\n"
       "         --ready-file F --progress --bind ADDR --no-stdout\n"
@@ -81,7 +82,14 @@ void usage() {
       "         mosquitto bench/{id}/methods/POST/{m}/?rid=C.n -> bench/svc/C/res/200/?rid=C.n\n"
       "rpc-caller: --clients K --inflight W (1) --targets D (1000) --target-prefix P (bench)\n"
       "         --method NAME (ping) [--rate R] --start-at/--warmup/--duration/... as twin.\n"
-      "         Requests bench/{P}{j}/methods/POST/{NAME}/?rid=i.n, responses on bench/svc/i/res/#\n",
+      "         Requests bench/{P}{j}/methods/POST/{NAME}/?rid=i.n, responses on bench/svc/i/res/#\n"
+      "c2d-sink: --clients N [--credentials FILE] --topic-style hub|mosquitto --qos 1 (default 1)\n"
+      "         [--window WS:WE | --warmup S --duration S (window after all SUBACKs)] [--exit-at NS]\n"
+      "         --drain S. Subscribes devices/{id}/messages/devicebound/# (hub) or bench/{id}/c2d/#\n"
+      "         (mosquitto); PUBACKs at once; sub-mode accounting per target (payload pub = device index)\n"
+      "c2d-sender: --clients K (1) --rate R --targets D (1000) --target-prefix P (bench) --qos 0|1 (1)\n"
+      "         --inflight W (100) --size B; message k -> bench/{P}{k mod D}/c2d/x on client k mod K;\n"
+      "         payload pub = target index, seq = per-target counter; phases as pub\n",
       stderr);
 }
 
@@ -91,11 +99,11 @@ Options parse_args(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   size_t i = 0;
   if (args[0] == "pub" || args[0] == "sub" || args[0] == "idle" || args[0] == "twin" || args[0] == "methods" ||
-      args[0] == "rpc-caller") {
+      args[0] == "rpc-caller" || args[0] == "c2d-sink" || args[0] == "c2d-sender") {
     o.mode = args[0];
     i = 1;
   }
-  bool sub_duration_set = false;
+  bool sub_duration_set = false, qos_set = false;
   for (; i < args.size(); ++i) {
     std::string a = args[i], v;
     auto eq = a.find('=');
@@ -112,7 +120,7 @@ Options parse_args(int argc, char** argv) {
     else if (a == "--host") o.host = val();
     else if (a == "--port") o.port = std::stoi(val());
     else if (a == "--bind") o.bind_addr = val();
-    else if (a == "--clients") o.clients = std::stoi(val());
+    else if (a == "--clients") { o.clients = std::stoi(val()); o.clients_set = true; }
     else if (a == "--connect-rate") o.connect_rate = std::stod(val());
     else if (a == "--max-pending") o.max_pending_connects = std::stoi(val());
     else if (a == "--connect-timeout") o.connect_timeout = std::stod(val());
@@ -121,7 +129,7 @@ Options parse_args(int argc, char** argv) {
     else if (a == "--warmup") o.warmup = std::stod(val());
     else if (a == "--cooldown") o.cooldown = std::stod(val());
     else if (a == "--drain") o.drain = std::stod(val());
-    else if (a == "--qos") o.qos = std::stoi(val());
+    else if (a == "--qos") { o.qos = std::stoi(val()); qos_set = true; }
     else if (a == "--inflight") { o.inflight = std::stoi(val()); o.inflight_set = true; }
     else if (a == "--topic-style") o.topic_style = val();
     else if (a == "--targets") o.targets = std::stoi(val());
@@ -162,11 +170,16 @@ Options parse_args(int argc, char** argv) {
     else if (a == "--no-stdout") o.quiet_json = true;
     else die("unknown option " + a + " (try --help)");
   }
-  if (o.mode.empty()) die("mode pub|sub|idle|twin|methods|rpc-caller required");
+  if (o.mode.empty()) die("mode pub|sub|idle|twin|methods|rpc-caller|c2d-sink|c2d-sender required");
   if (o.mode != "pub" && o.mode != "sub" && o.mode != "idle" && o.mode != "twin" && o.mode != "methods" &&
-      o.mode != "rpc-caller")
+      o.mode != "rpc-caller" && o.mode != "c2d-sink" && o.mode != "c2d-sender")
     die("unknown mode " + o.mode);
-  if ((o.mode == "sub" || o.mode == "methods") && !sub_duration_set) o.duration = 0;
+  if ((o.mode == "sub" || o.mode == "methods" || o.mode == "c2d-sink") && !sub_duration_set) o.duration = 0;
+  if (o.mode == "c2d-sink" || o.mode == "c2d-sender") {
+    if (!qos_set) o.qos = 1;
+    if (o.mode == "c2d-sender" && !o.clients_set) o.clients = 1;
+    if (o.mode == "c2d-sender" && !o.inflight_set) o.inflight = 100;
+  }
   if ((o.mode == "twin" || o.mode == "rpc-caller") && !o.inflight_set) o.inflight = 1;
   if (o.topic_style != "hub" && o.topic_style != "mosquitto") die("--topic-style must be hub or mosquitto");
   if (o.targets < 1) die("--targets must be >= 1");
