@@ -420,6 +420,10 @@ def main():
     ap.add_argument("--max-queue-depth", type=int, default=0, help="Hub(c2d_max_queue_depth=...) if supported")
     ap.add_argument("--creds", required=True)
     ap.add_argument("--ready", required=True)
+    ap.add_argument("--sender-cpus", default="",
+                    help="pin the Python sender (this main thread, and the completion thread it starts) to these "
+                         "CPUs, e.g. '0': the load generator's side, as mosquitto's sender is; the hub's C++ "
+                         "threads keep the process's CPUs")
     a = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     t0 = time.time()
@@ -434,6 +438,12 @@ def main():
         devices.append(cid)
     with open(a.creds, "w") as f:
         f.writelines(lines)
+    if a.sender_cpus:
+        # Linux affinity is per thread: only this thread (and threads it starts later) move.
+        cpus = {int(c) for part in a.sender_cpus.split(",") for c in
+                (range(int(part.split("-")[0]), int(part.split("-")[-1]) + 1))}
+        os.sched_setaffinity(0, cpus)
+    gc.freeze()  # the devices and the hub's objects live for the whole run: keep them out of GC passes
     write_json(a.ready, {"pid": os.getpid(), "port": port, "setup_s": time.time() - t0,
                          "hub_kwargs": hub_kw, "fleethub_version": getattr(fleethub, "__version__", None)})
     try:

@@ -66,6 +66,8 @@ class Hub:
                                           str(cfg.clients), "--prefix", cfg.prefix, "--durability", cfg.durability,
                                           "--max-queue-depth", str(cfg.hub_max_queue_depth),
                                           "--creds", str(self.creds), "--ready", str(ready)]
+        if cfg.sender_cpus:
+            cmd += ["--sender-cpus", cfg.sender_cpus]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, text=True, env=env, preexec_fn=rf.raise_nofile,
                                      stdout=open(wd / "hub.out", "w"), stderr=open(wd / "hub.err", "w"))
         info = rf.wait_file(ready, cfg.hub_start_timeout, self.proc)
@@ -384,6 +386,9 @@ def main():
     ap.add_argument("--no-pin", dest="pin", action="store_false")
     ap.add_argument("--broker-cpus", default="1")
     ap.add_argument("--hub-cpus", default=None, help="default: --broker-cpus")
+    ap.add_argument("--sender-cpus", default=None,
+                    help="CPUs for the hub driver's Python sender thread (default: the generator CPUs, where "
+                         "mosquitto's sender runs; 'hub' keeps it on the hub's CPUs)")
     ap.add_argument("--gen-cpus", default="0")
     ap.add_argument("--mosq-nodelay", action="store_true")
     ap.add_argument("--mosq-inflight", type=int, default=20, help="mosquitto max_inflight_messages (per sink)")
@@ -412,6 +417,10 @@ def main():
         cfg.broker_cpus = cfg.gen_cpus = cfg.hub_cpus = None
     elif cfg.hub_cpus is None:
         cfg.hub_cpus = cfg.broker_cpus
+    if not cfg.pin or cfg.sender_cpus == "hub":
+        cfg.sender_cpus = None
+    elif cfg.sender_cpus is None:
+        cfg.sender_cpus = cfg.gen_cpus
     # what rf.Mosquitto reads
     cfg.inflight, cfg.max_queued, cfg.topic_filter, cfg.sub_quickack = cfg.mosq_inflight, cfg.mosq_max_queued, "", False
     systems = [cfg.only] if cfg.only else ["mosquitto", "fleethub"]
