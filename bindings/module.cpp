@@ -22,24 +22,28 @@ using namespace fleethub;
 
 namespace {
 
-// Log records from any C++ thread, drained by Python in batches (the GIL is taken once per batch).
-class log_queue {
+// Items pushed from any C++ thread and drained by one Python thread in batches (the GIL is taken once per
+// batch). `max` bounds it by dropping the oldest (log records: never block an I/O thread on a slow
+// consumer); 0 means unbounded (completions must never be lost).
+template <class T>
+class batch_queue {
  public:
-  void push(log_record&& r) {
+  explicit batch_queue(std::size_t max = 0) : max_(max) {}
+  void push(T&& v) {
     {
       std::lock_guard lk(mu_);
-      if (q_.size() >= max_) {
-        q_.pop_front();  // never block an I/O thread on a slow log consumer
+      if (max_ && q_.size() >= max_) {
+        q_.pop_front();
         ++dropped_;
       }
-      q_.push_back(std::move(r));
+      q_.push_back(std::move(v));
     }
     cv_.notify_one();
   }
-  std::vector<log_record> pop_all(int timeout_ms) {
+  std::vector<T> pop_all(int timeout_ms) {
     std::unique_lock lk(mu_);
     cv_.wait_for(lk, std::chrono::milliseconds(timeout_ms), [&] { return !q_.empty() || closed_; });
-    std::vector<log_record> out(std::make_move_iterator(q_.begin()), std::make_move_iterator(q_.end()));
+    std::vector<T> out(std::make_move_iterator(q_.begin()), std::make_move_iterator(q_.end()));
     q_.clear();
     return out;
   }
@@ -58,51 +62,24 @@ class log_queue {
  private:
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<log_record> q_;
-  std::size_t max_ = 100000;
+  std::deque<T> q_;
+  std::size_t max_;
   std::uint64_t dropped_ = 0;
   bool closed_ = false;
 };
 
-// Direct-method completions for asyncio callers: pushed by whichever hub thread finished the call, pulled in
-// batches by one Python thread that resolves the futures (C++ threads never call Python).
-class completion_queue {
- public:
-  struct item {
-    std::uint64_t token = 0;
-    int status = 0;
-    std::string payload;
-    errc code = errc::ok;
-    std::string message;
-  };
-  void push(item it) {
-    {
-      std::lock_guard lk(mu_);
-      q_.push_back(std::move(it));
-    }
-    cv_.notify_one();
-  }
-  std::vector<item> pop_all(int timeout_ms) {
-    std::unique_lock lk(mu_);
-    cv_.wait_for(lk, std::chrono::milliseconds(timeout_ms), [&] { return !q_.empty() || closed_; });
-    std::vector<item> out(std::make_move_iterator(q_.begin()), std::make_move_iterator(q_.end()));
-    q_.clear();
-    return out;
-  }
-  void close() {
-    {
-      std::lock_guard lk(mu_);
-      closed_ = true;
-    }
-    cv_.notify_all();
-  }
+// C++ log records for the Python log pump.
+using log_queue = batch_queue<log_record>;
 
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<item> q_;
-  bool closed_ = false;
+// Completions of async calls (direct methods, C2D sends), resolved into asyncio futures by one Python thread.
+struct completion {
+  std::uint64_t token = 0;
+  int status = 0;
+  std::string payload;
+  errc code = errc::ok;
+  std::string message;
 };
+using completion_queue = batch_queue<completion>;
 
 py::dict device_to_dict(const hub::device_record& d, const hub::engine::connection_info& ci) {
   py::dict o;
@@ -249,7 +226,7 @@ hub::c2d_send_request c2d_request_from(const std::string& device, py::bytes body
 struct py_hub {
   std::unique_ptr<app::hub_server> server;
   std::atomic<int> waiters{0};  // Python threads blocked inside the core (close() waits for them)
-  std::shared_ptr<log_queue> logs = std::make_shared<log_queue>();
+  std::shared_ptr<log_queue> logs = std::make_shared<log_queue>(100000);
   std::shared_ptr<completion_queue> completions = std::make_shared<completion_queue>();
 
   app::hub_server& s() {
@@ -565,7 +542,7 @@ PYBIND11_MODULE(_core, m) {
              s.engine().invoke_method(std::move(req), [q, token](result<hub::method_response> x) {
                auto queue = q.lock();
                if (!queue) return;
-               completion_queue::item it;
+               completion it;
                it.token = token;
                if (x) {
                  it.status = x->status;
@@ -579,7 +556,7 @@ PYBIND11_MODULE(_core, m) {
            })
       .def("method_completions",
            [](py_hub& h, int timeout_ms) {
-             std::vector<completion_queue::item> items;
+             std::vector<completion> items;
              {
                py::gil_scoped_release nogil;
                items = h.completions->pop_all(timeout_ms);
@@ -619,7 +596,7 @@ PYBIND11_MODULE(_core, m) {
              s.engine().c2d().send(std::move(req), [q, token](result<hub::c2d_sent> x) {
                auto queue = q.lock();
                if (!queue) return;
-               completion_queue::item it;
+               completion it;
                it.token = token;
                if (x) {
                  // "seq\nmessage id\nexpiry": decoded by python/fleethub/c2d.py
@@ -669,7 +646,7 @@ PYBIND11_MODULE(_core, m) {
                py::gil_scoped_release nogil;
                s.engine().c2d().send_batch(std::move(reqs), [q, tok, to_json](std::vector<result<hub::c2d_sent>> rs) {
                  if (auto queue = q.lock()) {
-                   completion_queue::item it;
+                   completion it;
                    it.token = tok;
                    it.payload = to_json(rs);
                    queue->push(std::move(it));
