@@ -437,6 +437,20 @@ result<void> c2d_queues::complete(std::string_view device_id, std::string_view l
   return {};
 }
 
+void c2d_queues::complete_many(std::string_view device_id, const std::vector<std::string>& lock_tokens) {
+  std::lock_guard lk(mu_);
+  store::write_batch b;
+  const std::string device(device_id);
+  for (auto& token : lock_tokens) {
+    queue* q = nullptr;
+    auto* e = find_locked_entry(device_id, token, &q);
+    if (!e) continue;
+    finish_locked(device, *q, q->entries.find(e->seq), feedback_status::success, b);
+    if (q->entries.empty() && q->pending_sends == 0) queues_.erase(device);
+  }
+  submit_locked(std::move(b));
+}
+
 result<void> c2d_queues::abandon(std::string_view device_id, std::string_view lock_token) {
   store::write_batch b;
   bool available = false;

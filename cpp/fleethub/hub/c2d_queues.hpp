@@ -121,6 +121,8 @@ class c2d_queues {
   // Completes (PUBACK / DELETE): erased, positive feedback if asked. Errors: precondition_failed "412002"
   // (lock expired or unknown token).
   result<void> complete(std::string_view device_id, std::string_view lock_token);
+  // Completes several (one MQTT read's PUBACKs) with one store submit; stale tokens are skipped.
+  void complete_many(std::string_view device_id, const std::vector<std::string>& lock_tokens);
   // Abandon: back to enqueued with delivery count + 1; dead-lettered at max_delivery_count.
   result<void> abandon(std::string_view device_id, std::string_view lock_token);
   // Reject: dead-lettered at once.

@@ -509,31 +509,38 @@ void engine::unsubscribe(const client_identity& id, const std::vector<std::strin
   }
 }
 
-void engine::on_puback(const client_identity& id, std::uint16_t packet_id) {
-  std::unique_lock lk(mu_);
-  auto it = sessions_.find(id.client_id);
-  if (it == sessions_.end()) return;
-  auto& s = it->second;
-  if (auto c = s.c2d_inflight.find(packet_id); c != s.c2d_inflight.end()) {
-    // PUBACK of a cloud-to-device message completes it (MQTT has no abandon or reject).
-    auto token = std::move(c->second.second);
-    s.c2d_inflight.erase(c);
-    (void)c2d_.complete(id.device_id, token);
-    lk.unlock();
-    c2d_pump(id.device_id);
-    return;
-  }
-  for (auto m = s.inflight.begin(); m != s.inflight.end(); ++m) {
-    if (m->second.packet_id != packet_id) continue;
-    if (s.persistent) {
-      store::write_batch b;
-      b.ops.push_back(store::erase_op{store::table::session_outbound, outbound_key(s.client_id, m->first)});
-      store_.submit(std::move(b), {});
+void engine::on_puback(const client_identity& id, std::uint16_t packet_id) { on_pubacks(id, {packet_id}); }
+
+void engine::on_pubacks(const client_identity& id, const std::vector<std::uint16_t>& packet_ids) {
+  std::vector<std::string> completed;  // C2D lock tokens
+  {
+    std::lock_guard lk(mu_);
+    auto it = sessions_.find(id.client_id);
+    if (it == sessions_.end()) return;
+    auto& s = it->second;
+    bool pump = false;
+    store::write_batch b;
+    for (auto packet_id : packet_ids) {
+      if (auto c = s.c2d_inflight.find(packet_id); c != s.c2d_inflight.end()) {
+        // PUBACK of a cloud-to-device message completes it (MQTT has no abandon or reject).
+        completed.push_back(std::move(c->second.second));
+        s.c2d_inflight.erase(c);
+        continue;
+      }
+      for (auto m = s.inflight.begin(); m != s.inflight.end(); ++m) {
+        if (m->second.packet_id != packet_id) continue;
+        if (s.persistent)
+          b.ops.push_back(store::erase_op{store::table::session_outbound, outbound_key(s.client_id, m->first)});
+        s.inflight.erase(m);
+        pump = true;
+        break;
+      }
     }
-    s.inflight.erase(m);
-    pump_locked(s);
-    return;
+    if (!b.ops.empty()) store_.submit(std::move(b), {});
+    if (!completed.empty()) c2d_.complete_many(id.device_id, completed);
+    if (pump) pump_locked(s);
   }
+  if (!completed.empty()) c2d_pump(id.device_id);
 }
 
 result<void> engine::publish_to_client(std::string_view client_id, std::string topic, bytes payload,

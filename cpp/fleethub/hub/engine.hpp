@@ -106,6 +106,8 @@ class engine {
   void unsubscribe(const client_identity& id, const std::vector<std::string>& filters);
   // The client acknowledged an outbound QoS 1 publish: forget it.
   void on_puback(const client_identity& id, std::uint16_t packet_id);
+  // The PUBACKs of one read, handled under one lock: C2D completions go to the store as one batch.
+  void on_pubacks(const client_identity& id, const std::vector<std::uint16_t>& packet_ids);
 
   // Publishes to one client through its session (the primitive C2D, twin and method delivery build on).
   // QoS 1 to a persistent session is stored and redelivered until acknowledged, across reconnects and

@@ -24,6 +24,7 @@ std::array<std::uint8_t, read_chunk>& thread_read_buffer() {
 struct read_scratch {
   std::vector<hub::publish_telemetry> telemetry;
   std::vector<std::uint16_t> acks;
+  std::vector<std::uint16_t> pubacks;  // the client's PUBACKs of this read, handed to the engine at once
   std::vector<proto::mqtt::event> events;
 };
 read_scratch& scratch() {
@@ -213,6 +214,7 @@ void mqtt_session::on_bytes(bytes_view data) {
   // handle() may feed again (packets pipelined behind CONNECT): it uses its own vector, not this one.
   for (auto& ev : events) handle(ev);
   events.clear();
+  flush_pubacks();
   flush_telemetry();
   pump_write();
 }
@@ -256,7 +258,7 @@ void mqtt_session::handle(proto::mqtt::event& ev) {
         } else if constexpr (std::is_same_v<T, proto::mqtt::unsubscribe_event>) {
           engine_.unsubscribe(*identity_, e.packet.filters);
         } else if constexpr (std::is_same_v<T, proto::mqtt::puback_event>) {
-          engine_.on_puback(*identity_, e.packet_id);
+          scratch().pubacks.push_back(e.packet_id);
         } else if constexpr (std::is_same_v<T, proto::mqtt::close_event>) {
           close(e.reason, e.graceful);
         }
@@ -388,8 +390,16 @@ void mqtt_session::on_committed(std::vector<std::uint16_t>& acks, bool ok, const
   pump_write();
 }
 
+void mqtt_session::flush_pubacks() {
+  auto& acks = scratch().pubacks;
+  if (acks.empty()) return;
+  if (identity_) engine_.on_pubacks(*identity_, acks);
+  acks.clear();
+}
+
 void mqtt_session::close(std::string reason, bool graceful) {
   if (closing_) return;
+  flush_pubacks();  // PUBACKs read before the close still complete their messages (before detach releases)
   closing_ = true;
   graceful_ = graceful;
   close_reason_ = std::move(reason);

@@ -56,6 +56,7 @@ class mqtt_session final : public hub::connection_link,
   void handle(proto::mqtt::event& ev);
   void handle_connect(proto::mqtt::connect_event& ev);
   void flush_telemetry();
+  void flush_pubacks();
   struct ingest_stage;
   static ingest_stage& stage();
   static void flush_stage();
