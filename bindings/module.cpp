@@ -81,6 +81,36 @@ struct completion {
 };
 using completion_queue = batch_queue<completion>;
 
+// Runs `start(callback)` with the GIL released and waits for the callback's value (core calls that complete
+// on a hub thread). The promise is shared: the completing thread may still be inside set_value() when this
+// frame is gone.
+template <class T, class Start>
+T wait_for_callback(Start start) {
+  py::gil_scoped_release nogil;
+  auto done = std::make_shared<std::promise<T>>();
+  auto fut = done->get_future();
+  start([done](T v) { done->set_value(std::move(v)); });
+  return fut.get();
+}
+
+// A completion for an asyncio caller: `payload` on success, the error's class and message otherwise. The
+// queue is weak: a hub closed meanwhile has no one left to tell.
+template <class T, class Payload>
+void push_completion(const std::weak_ptr<completion_queue>& q, std::uint64_t token, const result<T>& r,
+                     Payload payload) {
+  auto queue = q.lock();
+  if (!queue) return;
+  completion it;
+  it.token = token;
+  if (r) {
+    payload(*r, it);
+  } else {
+    it.code = r.err().code;
+    it.message = r.err().message;
+  }
+  queue->push(std::move(it));
+}
+
 py::dict device_to_dict(const hub::device_record& d, const hub::engine::connection_info& ci) {
   py::dict o;
   o["device_id"] = d.device_id;
@@ -501,15 +531,8 @@ PYBIND11_MODULE(_core, m) {
              if (!parsed) bindings::raise(make_error(errc::invalid_argument, "twin update: " + parsed.err().message));
              auto u = bindings::unwrap(hub::parse_twin_update(*parsed, replace));
              u.if_match = if_match;
-             result<hub::twin_document> r = [&]() -> result<hub::twin_document> {
-               py::gil_scoped_release nogil;
-               // Shared: the writer thread may still be inside set_value() when this frame is gone.
-               auto done = std::make_shared<std::promise<result<hub::twin_document>>>();
-               auto fut = done->get_future();
-               s.engine().twins().update(device, module, std::move(u),
-                                         [done](result<hub::twin_document> d) { done->set_value(std::move(d)); });
-               return fut.get();
-             }();
+             auto r = wait_for_callback<result<hub::twin_document>>(
+                 [&](auto cb) { s.engine().twins().update(device, module, std::move(u), std::move(cb)); });
              return twin_json(s, bindings::unwrap(std::move(r)));
            })
       // ---- direct methods ----
@@ -519,14 +542,8 @@ PYBIND11_MODULE(_core, m) {
              auto& s = h.s();
              if (!s.running()) bindings::raise(make_error(errc::unavailable, "the hub is not running: call hub.start()"));
              auto req = method_request_from(device, module, name, payload, timeout, connect_timeout);
-             result<hub::method_response> r = [&]() -> result<hub::method_response> {
-               py::gil_scoped_release nogil;
-               auto done = std::make_shared<std::promise<result<hub::method_response>>>();
-               auto fut = done->get_future();
-               s.engine().invoke_method(std::move(req),
-                                        [done](result<hub::method_response> x) { done->set_value(std::move(x)); });
-               return fut.get();
-             }();
+             auto r = wait_for_callback<result<hub::method_response>>(
+                 [&](auto cb) { s.engine().invoke_method(std::move(req), std::move(cb)); });
              auto resp = bindings::unwrap(std::move(r));
              return py::make_tuple(resp.status, py::bytes(reinterpret_cast<const char*>(resp.payload.data()),
                                                           resp.payload.size()));
@@ -540,18 +557,10 @@ PYBIND11_MODULE(_core, m) {
              std::weak_ptr<completion_queue> q = h.completions;
              py::gil_scoped_release nogil;
              s.engine().invoke_method(std::move(req), [q, token](result<hub::method_response> x) {
-               auto queue = q.lock();
-               if (!queue) return;
-               completion it;
-               it.token = token;
-               if (x) {
-                 it.status = x->status;
-                 it.payload.assign(x->payload.begin(), x->payload.end());
-               } else {
-                 it.code = x.err().code;
-                 it.message = x.err().message;
-               }
-               queue->push(std::move(it));
+               push_completion(q, token, x, [](const hub::method_response& m, completion& it) {
+                 it.status = m.status;
+                 it.payload.assign(m.payload.begin(), m.payload.end());
+               });
              });
            })
       .def("method_completions",
@@ -576,13 +585,8 @@ PYBIND11_MODULE(_core, m) {
               std::optional<std::int64_t> expiry_ms, const std::string& ack) {
              auto& s = h.s();
              auto req = c2d_request_from(device, body, sys, app, expiry_ms, ack);
-             result<hub::c2d_sent> r = [&]() -> result<hub::c2d_sent> {
-               py::gil_scoped_release nogil;
-               auto done = std::make_shared<std::promise<result<hub::c2d_sent>>>();
-               auto fut = done->get_future();
-               s.engine().c2d().send(std::move(req), [done](result<hub::c2d_sent> x) { done->set_value(std::move(x)); });
-               return fut.get();
-             }();
+             auto r = wait_for_callback<result<hub::c2d_sent>>(
+                 [&](auto cb) { s.engine().c2d().send(std::move(req), std::move(cb)); });
              auto sent = bindings::unwrap(std::move(r));
              return py::make_tuple(sent.sequence_number, sent.message_id, sent.expiry_ms);
            })
@@ -594,19 +598,10 @@ PYBIND11_MODULE(_core, m) {
              std::weak_ptr<completion_queue> q = h.completions;
              py::gil_scoped_release nogil;
              s.engine().c2d().send(std::move(req), [q, token](result<hub::c2d_sent> x) {
-               auto queue = q.lock();
-               if (!queue) return;
-               completion it;
-               it.token = token;
-               if (x) {
+               push_completion(q, token, x, [](const hub::c2d_sent& c, completion& it) {
                  // "seq\nmessage id\nexpiry": decoded by python/fleethub/c2d.py
-                 it.payload = std::to_string(x->sequence_number) + "\n" + x->message_id + "\n" +
-                              std::to_string(x->expiry_ms);
-               } else {
-                 it.code = x.err().code;
-                 it.message = x.err().message;
-               }
-               queue->push(std::move(it));
+                 it.payload = std::to_string(c.sequence_number) + "\n" + c.message_id + "\n" + std::to_string(c.expiry_ms);
+               });
              });
            })
       .def("c2d_send_batch",
@@ -645,26 +640,15 @@ PYBIND11_MODULE(_core, m) {
                auto tok = token.cast<std::uint64_t>();
                py::gil_scoped_release nogil;
                s.engine().c2d().send_batch(std::move(reqs), [q, tok, to_json](std::vector<result<hub::c2d_sent>> rs) {
-                 if (auto queue = q.lock()) {
-                   completion it;
-                   it.token = tok;
-                   it.payload = to_json(rs);
-                   queue->push(std::move(it));
-                 }
+                 // Per-message errors are inside the JSON: the call itself always succeeds.
+                 push_completion(q, tok, result<std::string>(to_json(rs)),
+                                 [](const std::string& text, completion& it) { it.payload = text; });
                });
                return std::string();
              }
-             std::string out;
-             {
-               py::gil_scoped_release nogil;
-               auto done = std::make_shared<std::promise<std::string>>();
-               auto fut = done->get_future();
-               s.engine().c2d().send_batch(std::move(reqs), [done, to_json](std::vector<result<hub::c2d_sent>> rs) {
-                 done->set_value(to_json(rs));
-               });
-               out = fut.get();
-             }
-             return out;
+             auto rs = wait_for_callback<std::vector<result<hub::c2d_sent>>>(
+                 [&](auto cb) { s.engine().c2d().send_batch(std::move(reqs), std::move(cb)); });
+             return to_json(rs);
            },
            py::arg("items"), py::arg("token") = py::none())
       .def("c2d_purge",
