@@ -373,50 +373,17 @@ def main():
     ap.add_argument("--tick-us", type=float, default=50.0, help="c2d-sender minimum sleep")
     ap.add_argument("--clean-session", type=int, default=1, choices=[0, 1])
     ap.add_argument("--p99-limit-ms", type=float, default=50.0)
-    ap.add_argument("--duration", type=float, default=15.0, help="measured seconds per run")
-    ap.add_argument("--warmup", type=float, default=5.0)
-    ap.add_argument("--cooldown", type=float, default=1.0)
-    ap.add_argument("--drain", type=float, default=3.0)
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--quick", action="store_true", help="1 rep, 4 s windows, 1 s warm-up")
-    ap.add_argument("--only", choices=["mosquitto", "fleethub"])
-    ap.add_argument("--connect-rate", type=float, default=2000.0)
-    ap.add_argument("--prefix", default="bench")
-    ap.add_argument("--pin", dest="pin", action="store_true", default=True)
-    ap.add_argument("--no-pin", dest="pin", action="store_false")
-    ap.add_argument("--broker-cpus", default="1")
-    ap.add_argument("--hub-cpus", default=None, help="default: --broker-cpus")
+    rf.add_harness_args(ap)
     ap.add_argument("--sender-cpus", default=None,
                     help="CPUs for the hub driver's Python sender thread (default: the generator CPUs, where "
                          "mosquitto's sender runs; 'hub' keeps it on the hub's CPUs)")
-    ap.add_argument("--gen-cpus", default="0")
-    ap.add_argument("--mosq-nodelay", action="store_true")
     ap.add_argument("--mosq-inflight", type=int, default=20, help="mosquitto max_inflight_messages (per sink)")
     ap.add_argument("--mosq-max-queued", type=int, default=30,
                     help="mosquitto max_queued_messages (per sink; + inflight = the hub's queue depth 50)")
     ap.add_argument("--hub-max-queue-depth", type=int, default=0,
                     help="Hub(c2d_max_queue_depth=...) if the API has it (0 = the hub's default, 50)")
-    ap.add_argument("--mosquitto", default="/usr/sbin/mosquitto")
-    ap.add_argument("--loadgen", default=None)
-    ap.add_argument("--python", default=sys.executable)
-    ap.add_argument("--pythonpath", default=str(ROOT / "python"), help="prepended to PYTHONPATH of the hub process")
-    ap.add_argument("--durability", default="durable")
-    ap.add_argument("--hub-start-timeout", type=float, default=120.0)
-    ap.add_argument("--results-dir", default=str(BENCH / "results"))
-    ap.add_argument("--keep-workdir", action="store_true")
-    ap.add_argument("--noise-limit", type=float, default=25.0,
-                    help="repeat a run whose window saw other processes plus VM steal use more than this CPU %%")
-    ap.add_argument("--noisy-retries", type=int, default=1)
-    ap.add_argument("--quiet-wait", type=float, default=60.0,
-                    help="before each run wait up to this long for the box to be < 15%% busy (0 = off)")
     cfg = ap.parse_args()
-    if cfg.quick:
-        cfg.duration, cfg.warmup, cfg.reps, cfg.drain = 4.0, 1.0, 1, 2.0
-    cfg.loadgen = rf.find_loadgen(cfg.loadgen)
-    if not cfg.pin:
-        cfg.broker_cpus = cfg.gen_cpus = cfg.hub_cpus = None
-    elif cfg.hub_cpus is None:
-        cfg.hub_cpus = cfg.broker_cpus
+    rf.resolve_harness_args(cfg)
     if not cfg.pin or cfg.sender_cpus == "hub":
         cfg.sender_cpus = None
     elif cfg.sender_cpus is None:

@@ -753,6 +753,50 @@ def host_meta(cfg):
 
 
 # --------------------------------------------------------------------------------------
+
+# ---- shared by the request/response runners (run_twin_methods.py, run_c2d.py) ----
+def add_harness_args(ap: argparse.ArgumentParser) -> None:
+    """Run length, pinning, the processes to run, and the noise guard: the options every A/B runner has."""
+    ap.add_argument("--duration", type=float, default=15.0, help="measured seconds per run")
+    ap.add_argument("--warmup", type=float, default=5.0)
+    ap.add_argument("--cooldown", type=float, default=1.0)
+    ap.add_argument("--drain", type=float, default=3.0)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="1 rep, 4 s windows, 1 s warm-up")
+    ap.add_argument("--only", choices=["mosquitto", "fleethub"])
+    ap.add_argument("--connect-rate", type=float, default=2000.0)
+    ap.add_argument("--prefix", default="bench")
+    ap.add_argument("--pin", dest="pin", action="store_true", default=True)
+    ap.add_argument("--no-pin", dest="pin", action="store_false")
+    ap.add_argument("--broker-cpus", default="1")
+    ap.add_argument("--hub-cpus", default=None, help="default: --broker-cpus")
+    ap.add_argument("--gen-cpus", default="0")
+    ap.add_argument("--mosq-nodelay", action="store_true")
+    ap.add_argument("--mosquitto", default="/usr/sbin/mosquitto")
+    ap.add_argument("--loadgen", default=None)
+    ap.add_argument("--python", default=sys.executable)
+    ap.add_argument("--pythonpath", default=str(ROOT / "python"), help="prepended to PYTHONPATH of the hub process")
+    ap.add_argument("--durability", default="durable")
+    ap.add_argument("--hub-start-timeout", type=float, default=120.0)
+    ap.add_argument("--results-dir", default=str(BENCH / "results"))
+    ap.add_argument("--keep-workdir", action="store_true")
+    ap.add_argument("--noise-limit", type=float, default=25.0,
+                    help="repeat a run whose window saw other processes plus VM steal use more than this CPU %%")
+    ap.add_argument("--noisy-retries", type=int, default=1)
+    ap.add_argument("--quiet-wait", type=float, default=60.0,
+                    help="before each run wait up to this long for the box to be < 15%% busy (0 = off)")
+
+
+def resolve_harness_args(cfg: argparse.Namespace) -> None:
+    """--quick shortening, the load generator's path, and the CPU sets (none when pinning is off)."""
+    if cfg.quick:
+        cfg.duration, cfg.warmup, cfg.reps, cfg.drain = 4.0, 1.0, 1, 2.0
+    cfg.loadgen = find_loadgen(cfg.loadgen)
+    if not cfg.pin:
+        cfg.broker_cpus = cfg.gen_cpus = cfg.hub_cpus = None
+    elif cfg.hub_cpus is None:
+        cfg.hub_cpus = cfg.broker_cpus
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rates", default="10000,20000,40000", help="offered aggregate msg/s, comma separated")
