@@ -145,6 +145,9 @@ class Engine {
   void on_publish(Client& c, uint8_t hdr, const char* p, size_t len);
   // pub
   void emit(uint64_t k, int64_t t_sched_mono);
+  bool admit(Client& c, int64_t t_sched);
+  void emit_into(Client& c, const std::string& tmpl, uint32_t pid_off, uint32_t pay_off, uint64_t& seq,
+                 int64_t t_sched);
   // twin / methods / rpc-caller (bench/loadgen_rpc.hpp)
   bool is_requester() const { return o_.mode == "twin" || o_.mode == "rpc-caller"; }
   bool is_rr_mode() const { return rr_mode_; }
@@ -229,6 +232,7 @@ class Engine {
   bool c2d_window_derived_ = false;
 };
 
+#include "loadgen_emit.hpp"
 #include "loadgen_rpc.hpp"
 #include "loadgen_c2d.hpp"
 
@@ -743,55 +747,6 @@ void Engine::on_publish(Client& c, uint8_t hdr, const char* p, size_t len) {
     t.max_w = std::max(t.max_w, seq);
     h_lat_.add(now_rt - int64_t(ts));
   }
-}
-
-void Engine::emit(uint64_t k, int64_t t_sched) {
-  if (c2d_sender_) { c2d_emit(k, t_sched); return; }
-  Client& c = cl_[size_t(k % cl_.size())];
-  bool w = t_sched >= ws_ && t_sched < we_;
-  ++c_.offered;
-  if (w) ++c_.offered_w;
-  if (c.st != St::Ready) {
-    ++c_.drop_nc;
-    if (w) ++c_.drop_nc_w;
-    return;
-  }
-  if (o_.qos && c.inflight >= o_.inflight) {
-    ++c_.drop_window;
-    if (w) ++c_.drop_window_w;
-    return;
-  }
-  if (c.out.size() - c.out_off > o_.max_outbuf) {
-    ++c_.drop_bp;
-    if (w) ++c_.drop_bp_w;
-    return;
-  }
-  size_t at = c.out.size();
-  c.out += c.tmpl;
-  char* base = &c.out[at];
-  if (o_.qos) {
-    uint16_t pid = c.next_pid++;
-    if (c.next_pid == 0) c.next_pid = 1;
-    base[c.pid_off] = char(pid >> 8);
-    base[c.pid_off + 1] = char(pid & 0xff);
-    for (size_t s = 0; s < c.inf_pid.size(); ++s) {
-      if (c.inf_pid[s] == 0) {
-        c.inf_pid[s] = pid;
-        c.inf_t[s] = t_sched;  // PUBACK latency from the scheduled time
-        c.inf_w[s] = w;
-        break;
-      }
-    }
-    ++c.inflight;
-  }
-  put_num(base + c.pay_off + kSeqOff, kSeqW, c.seq++);
-  put_num(base + c.pay_off + kTsOff, kTsW, uint64_t(t_sched + rt_off_));
-  ++c_.sent;
-  if (w) {
-    ++c_.sent_w;
-    h_lag_.add(mono_ns() - t_sched);
-  }
-  mark_dirty(c);
 }
 
 void Engine::keepalive_scan(int64_t now) {

@@ -47,51 +47,7 @@ void Engine::c2d_build_templates() {
 void Engine::c2d_emit(uint64_t k, int64_t t_sched) {
   Client& c = cl_[size_t(k % cl_.size())];
   const size_t j = size_t(k % uint64_t(o_.targets));
-  bool w = t_sched >= ws_ && t_sched < we_;
-  ++c_.offered;
-  if (w) ++c_.offered_w;
-  if (c.st != St::Ready) {
-    ++c_.drop_nc;
-    if (w) ++c_.drop_nc_w;
-    return;
-  }
-  if (o_.qos && c.inflight >= o_.inflight) {
-    ++c_.drop_window;
-    if (w) ++c_.drop_window_w;
-    return;
-  }
-  if (c.out.size() - c.out_off > o_.max_outbuf) {
-    ++c_.drop_bp;
-    if (w) ++c_.drop_bp_w;
-    return;
-  }
-  const std::string& tmpl = c2d_tmpl_[j];
-  size_t at = c.out.size();
-  c.out += tmpl;
-  char* base = &c.out[at];
-  if (o_.qos) {
-    uint16_t pid = c.next_pid++;
-    if (c.next_pid == 0) c.next_pid = 1;
-    base[c2d_pid_off_[j]] = char(pid >> 8);
-    base[c2d_pid_off_[j] + 1] = char(pid & 0xff);
-    for (size_t s = 0; s < c.inf_pid.size(); ++s) {
-      if (c.inf_pid[s] == 0) {
-        c.inf_pid[s] = pid;
-        c.inf_t[s] = t_sched;
-        c.inf_w[s] = w;
-        break;
-      }
-    }
-    ++c.inflight;
-  }
-  put_num(base + c2d_pay_off_[j] + kSeqOff, kSeqW, c2d_seq_[j]++);
-  put_num(base + c2d_pay_off_[j] + kTsOff, kTsW, uint64_t(t_sched + rt_off_));
-  ++c_.sent;
-  if (w) {
-    ++c_.sent_w;
-    h_lag_.add(mono_ns() - t_sched);
-  }
-  mark_dirty(c);
+  if (admit(c, t_sched)) emit_into(c, c2d_tmpl_[j], c2d_pid_off_[j], c2d_pay_off_[j], c2d_seq_[j], t_sched);
 }
 
 // Sink: a parsed message (after the duplicate check) for client c.
