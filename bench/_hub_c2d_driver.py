@@ -54,7 +54,7 @@ def hub_start(data_dir, durability, max_queue_depth=None):
             kw["c2d_max_queue_depth"] = int(max_queue_depth)
         else:
             print("Hub() has no c2d_max_queue_depth; using the default depth", file=sys.stderr)
-    hub = fleethub.Hub(data_dir, hostname="localhost", mqtt_port=None, mqtt_plain_port=0, durability=durability,
+    hub = fleethub.Hub(data_dir, hostname="localhost", mqtt_port=None, mqtt_plain_port=0, https_port=None, durability=durability,
                        **kw)
     hub.start()
     return hub, hub.ports["mqtt"], kw

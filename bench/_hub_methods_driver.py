@@ -33,7 +33,7 @@ import fleethub
 
 
 def hub_start(data_dir, durability):
-    hub = fleethub.Hub(data_dir, hostname="localhost", mqtt_port=None, mqtt_plain_port=0, durability=durability)
+    hub = fleethub.Hub(data_dir, hostname="localhost", mqtt_port=None, mqtt_plain_port=0, https_port=None, durability=durability)
     hub.start()
     return hub, hub.ports["mqtt"]
 

@@ -214,7 +214,7 @@ import argparse, base64, json, os, signal, sys, threading, time
 import fleethub
 
 def hub_start(data_dir, durability):
-    hub = fleethub.Hub(data_dir, hostname="localhost", mqtt_tls_port=None, mqtt_plain_port=0,
+    hub = fleethub.Hub(data_dir, hostname="localhost", mqtt_tls_port=None, mqtt_plain_port=0, https_port=None,
                        durability=durability)
     hub.start()
     return hub, hub.ports["mqtt"]

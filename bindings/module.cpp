@@ -13,6 +13,7 @@
 
 #include "errors.hpp"
 #include "fleethub/app/hub_server.hpp"
+#include "fleethub/hub/rest_views.hpp"
 #include "fleethub/core/json.hpp"
 #include "fleethub/core/message_codec.hpp"
 #include "fleethub/hub/sas.hpp"
@@ -203,22 +204,7 @@ std::pair<std::vector<store::event_record>, std::uint64_t> read_filtered(store::
 
 // The REST-shaped twin (semantics.md §1.1) with the identity's registry and connection facts.
 std::string twin_json(app::hub_server& s, const hub::twin_document& t) {
-  hub::twin_identity id;
-  if (auto rec = s.registry().get(t.device_id, t.module_id)) {
-    id.device_etag = rec->etag;
-    id.enabled = rec->enabled;
-    id.status_reason = rec->status_reason;
-    id.status_updated_ms = rec->status_updated_ms;
-    id.authentication_type = hub::to_string(rec->auth);
-    id.primary_thumbprint = rec->primary_thumbprint;
-    id.secondary_thumbprint = rec->secondary_thumbprint;
-    id.iot_edge = rec->iot_edge;
-  }
-  auto cs = s.engine().connection_state(t.device_id, t.module_id);
-  if (t.module_id.empty()) id.c2d_message_count = static_cast<std::int64_t>(s.engine().c2d().depth(t.device_id));
-  id.connected = cs.connected;
-  id.last_activity_ms = cs.updated_ms;
-  return json::serialize(hub::service_view(t, id));
+  return json::serialize(hub::service_twin_json(s.engine(), s.registry(), t));
 }
 
 hub::method_request method_request_from(const std::string& device, const std::string& module, const std::string& name,
@@ -279,6 +265,11 @@ app::hub_config config_from_dict(py::dict d, std::shared_ptr<log_queue> logs) {
     auto v = get("mqtt_plain_port");
     c.mqtt_plain_port = v.is_none() ? std::nullopt : std::optional<std::uint16_t>(v.cast<std::uint16_t>());
   }
+  if (d.contains("https_port")) {
+    auto v = get("https_port");
+    c.https_port = v.is_none() ? std::nullopt : std::optional<std::uint16_t>(v.cast<std::uint16_t>());
+  }
+  if (auto v = get("max_page_items"); !v.is_none()) c.max_page_items = v.cast<std::size_t>();
   if (auto v = get("tls_cert"); !v.is_none()) c.tls_cert = py::str(v);
   if (auto v = get("tls_key"); !v.is_none()) c.tls_key = py::str(v);
   if (auto v = get("durable"); !v.is_none()) c.durable = v.cast<bool>();
@@ -355,6 +346,7 @@ PYBIND11_MODULE(_core, m) {
              py::dict d;
              d["mqtts"] = p.mqtt_tls ? py::object(py::int_(*p.mqtt_tls)) : py::object(py::none());
              d["mqtt"] = p.mqtt_plain ? py::object(py::int_(*p.mqtt_plain)) : py::object(py::none());
+             d["https"] = p.https ? py::object(py::int_(*p.https)) : py::object(py::none());
              return d;
            })
       .def_property_readonly("ca_cert_path", [](py_hub& h) { return h.s().ca_cert_path(); })
@@ -535,6 +527,20 @@ PYBIND11_MODULE(_core, m) {
                  [&](auto cb) { s.engine().twins().update(device, module, std::move(u), std::move(cb)); });
              return twin_json(s, bindings::unwrap(std::move(r)));
            })
+      // ---- queries (the IoT Hub query language over committed twins) ----
+      // -> (item_type, JSON array text of the page, continuation token or "" on the last page)
+      .def("query",
+           [](py_hub& h, const std::string& text, const std::string& continuation, std::size_t max_items) {
+             auto& s = h.s();
+             result<hub::query_page> r = [&] {
+               py::gil_scoped_release nogil;
+               return s.queries().run(text, continuation, max_items);
+             }();
+             auto page = bindings::unwrap(std::move(r));
+             auto items = json::serialize(json::value(std::move(page.items)));
+             return py::make_tuple(page.item_type, items, page.continuation);
+           },
+           py::arg("text"), py::arg("continuation") = "", py::arg("max_items") = 100)
       // ---- direct methods ----
       .def("method_invoke",
            [](py_hub& h, const std::string& device, const std::string& module, const std::string& name,

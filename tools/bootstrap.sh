@@ -29,4 +29,4 @@ if command -v systemctl >/dev/null 2>&1; then systemctl disable --now mosquitto 
 PY=${PYTHON:-python3}
 $PY -m pip install -q --disable-pip-version-check --root-user-action=ignore --break-system-packages \
   "scikit-build-core>=0.8" "pybind11>=2.11" "pytest>=7" pytest-timeout "paho-mqtt>=1.6.1,<2" \
-  "azure-iot-device==2.14.0" mypy
+  "azure-iot-device==2.14.0" "azure-iot-hub==2.7.0" pandas mypy

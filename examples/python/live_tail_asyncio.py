@@ -27,7 +27,7 @@ def device_loop(hub: fleethub.Hub, device: fleethub.Device, count: int) -> None:
 
 
 async def main() -> None:
-    with fleethub.Hub(tempfile.mkdtemp(), mqtt_port=None, mqtt_plain_port=0) as hub:
+    with fleethub.Hub(tempfile.mkdtemp(), mqtt_port=None, mqtt_plain_port=0, https_port=None) as hub:
         device = hub.devices.create("sensor-7")
         tail = hub.events.tail()
         threading.Thread(target=device_loop, args=(hub, device, 20), daemon=True).start()

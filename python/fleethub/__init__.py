@@ -28,9 +28,12 @@ from .handlers import ConnectionStateEvent, LifecycleEvent, TwinChangeEvent
 from .hub import Hub, make_sas_token
 from .message import Message
 from .methods import DirectMethods, MethodResult
+from .queries import QueryPage, QueryResult
 from .twins import Twin, TwinRegistry
 
 __all__ = [
+    "QueryPage",
+    "QueryResult",
     "__version__",
     "Hub",
     "Device",

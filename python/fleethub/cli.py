@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="MQTT over TLS port, or 'off' (env FLEETHUB_MQTT_PORT; default 8883)")
     s.add_argument("--mqtt-plain-port", type=_port, default=_port(_env("FLEETHUB_MQTT_PLAIN_PORT", "off")),
                    help="plain MQTT port for local development (env FLEETHUB_MQTT_PLAIN_PORT; default off)")
+    s.add_argument("--https-port", type=_port, default=_port(_env("FLEETHUB_HTTPS_PORT", "443")),
+                   help="HTTPS port: service REST API, device HTTPS, MQTT over WebSockets; or 'off' "
+                        "(env FLEETHUB_HTTPS_PORT; default 443, which the device SDK needs for WebSockets)")
     s.add_argument("--tls-cert", default=_env("FLEETHUB_TLS_CERT"), help="PEM certificate chain (env FLEETHUB_TLS_CERT)")
     s.add_argument("--tls-key", default=_env("FLEETHUB_TLS_KEY"), help="PEM private key (env FLEETHUB_TLS_KEY)")
     s.add_argument("--durability", choices=["durable", "relaxed"], default=_env("FLEETHUB_DURABILITY", "durable"))
@@ -78,13 +81,33 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("--tags", type=json.loads, help='JSON object, e.g. \'{"site": "lab"}\'')
     u.add_argument("--desired", type=json.loads, help="JSON object; null deletes a property")
     u.add_argument("--etag", help="apply only if the twin still has this etag")
+    q = sub.add_parser("query", help="run an IoT Hub query (on a data dir no hub process holds)")
+    _common(q)
+    q.add_argument("text", help="e.g. \"SELECT * FROM devices WHERE tags.site = 'lab'\"")
+    q.add_argument("--format", choices=["json", "table"], default="json")
     return ap
+
+
+def _query(a: argparse.Namespace) -> int:
+    from .hub import Hub
+
+    hub = Hub(a.data_dir, hostname=a.hostname, mqtt_port=None, https_port=None, log_level="warning")
+    try:
+        rows = hub.query(a.text).to_list()
+        if a.format == "json":
+            print(json.dumps(rows, indent=2))
+        else:
+            for r in rows:
+                print(json.dumps(r, separators=(",", ":")))
+    finally:
+        hub.close()
+    return 0
 
 
 def _twin(a: argparse.Namespace) -> int:
     from .hub import Hub
 
-    hub = Hub(a.data_dir, hostname=a.hostname, mqtt_port=None, log_level="warning")
+    hub = Hub(a.data_dir, hostname=a.hostname, mqtt_port=None, https_port=None, log_level="warning")
     try:
         if a.action == "show":
             twin = hub.twins.get(a.device_id, module_id=a.module_id)
@@ -108,7 +131,7 @@ def _serve(a: argparse.Namespace) -> int:
     logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s",
                         stream=sys.stderr)
     hub = Hub(a.data_dir, hostname=a.hostname, mqtt_port=a.mqtt_port, mqtt_plain_port=a.mqtt_plain_port,
-              bind=a.bind, tls_cert=a.tls_cert, tls_key=a.tls_key, durability=a.durability,
+              https_port=a.https_port, bind=a.bind, tls_cert=a.tls_cert, tls_key=a.tls_key, durability=a.durability,
               partitions=a.partitions, log_level=a.log_level)
     hub.install_stop_signals()  # before the banner: a supervisor may signal as soon as it sees it
     hub.start()
@@ -117,6 +140,8 @@ def _serve(a: argparse.Namespace) -> int:
     print(f"  hostname     {hub.hostname}")
     print(f"  MQTT/TLS     {ports['mqtts'] if ports['mqtts'] is not None else 'off'}")
     print(f"  MQTT plain   {ports['mqtt'] if ports['mqtt'] is not None else 'off'}")
+    print(f"  HTTPS        {ports['https'] if ports['https'] is not None else 'off'}"
+          "  (service REST API, device HTTPS, MQTT over WebSockets)")
     if hub.ca_cert_path:
         print(f"  CA cert      {os.path.abspath(hub.ca_cert_path)}  (pass its text as server_verification_cert)")
     print(f"  service      {hub.service_connection_string()}")
@@ -131,7 +156,7 @@ def _serve(a: argparse.Namespace) -> int:
 def _device(a: argparse.Namespace) -> int:
     from .hub import Hub
 
-    hub = Hub(a.data_dir, hostname=a.hostname, mqtt_port=None, log_level="warning")
+    hub = Hub(a.data_dir, hostname=a.hostname, mqtt_port=None, https_port=None, log_level="warning")
     try:
         if a.action == "create":
             dev = hub.devices.create(a.device_id, primary_key=a.primary_key, secondary_key=a.secondary_key,
@@ -155,6 +180,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         if a.command == "serve":
             return _serve(a)
+        if a.command == "query":
+            return _query(a)
         return _twin(a) if a.command == "twin" else _device(a)
     except Error as e:
         print(f"fleethub: error: {e}", file=sys.stderr)

@@ -21,6 +21,7 @@ from .c2d import CloudToDevice
 from .events import EventLog
 from .handlers import ConnectionStateEvent, HandlerDispatcher, LifecycleEvent, TwinChangeEvent
 from .methods import DirectMethods
+from .queries import QueryResult
 from .twins import TwinRegistry
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -51,7 +52,8 @@ class Hub:
 
     ``mqtt_port`` is the MQTT-over-TLS listener (8883, fixed in the Azure SDKs; ``None`` turns it off,
     ``0`` picks a free port). ``mqtt_plain_port`` is a plain-TCP listener for local development (off by
-    default). With no ``tls_cert``/``tls_key`` the hub makes its own CA in ``<data_dir>/certs``; pass
+    default). ``https_port`` (443) carries the service REST API (``azure-iot-hub``), the device HTTPS API and
+    MQTT over WebSockets (``websockets=True`` in the device SDK, which always uses 443). With no ``tls_cert``/``tls_key`` the hub makes its own CA in ``<data_dir>/certs``; pass
     ``hub.ca_cert`` (PEM text) to the SDK as ``server_verification_cert``.
     ``durability="relaxed"`` trades the fsync of each group commit for speed, explicitly.
     """
@@ -63,6 +65,7 @@ class Hub:
         hostname: str = "localhost",
         mqtt_port: Optional[int] = 8883,
         mqtt_plain_port: Optional[int] = None,
+        https_port: Optional[int] = 443,
         bind: str = "0.0.0.0",
         tls_cert: Optional[str] = None,
         tls_key: Optional[str] = None,
@@ -85,7 +88,7 @@ class Hub:
             raise TypeError(f"Hub() got unexpected arguments {sorted(kwargs)}")
         if durability not in ("durable", "relaxed"):
             raise InvalidArgumentError('durability must be "durable" or "relaxed"')
-        for name, port in (("mqtt_port", mqtt_port), ("mqtt_plain_port", mqtt_plain_port)):
+        for name, port in (("mqtt_port", mqtt_port), ("mqtt_plain_port", mqtt_plain_port), ("https_port", https_port)):
             if port is not None and not (0 <= int(port) <= 65535):
                 raise InvalidArgumentError(f"{name} must be 0..65535 (0 = any free port) or None, got {port}")
         if (tls_cert is None) != (tls_key is None):
@@ -114,6 +117,7 @@ class Hub:
             "bind_address": bind,
             "mqtt_tls_port": mqtt_port,
             "mqtt_plain_port": mqtt_plain_port,
+            "https_port": https_port,
             "tls_cert": tls_cert,
             "tls_key": tls_key,
             "durable": durability == "durable",
@@ -220,7 +224,7 @@ class Hub:
 
     @property
     def ports(self) -> Dict[str, Optional[int]]:
-        """Bound ports: ``{"mqtts": 8883, "mqtt": None}`` (None: that listener is off)."""
+        """Bound ports: ``{"mqtts": 8883, "mqtt": None, "https": 443}`` (None: that listener is off)."""
         return dict(self._server.ports())
 
     @property
@@ -242,9 +246,16 @@ class Hub:
             return f.read()
 
     def service_connection_string(self, policy: str = "iothubowner") -> str:
+        """Connection string for the ``azure-iot-hub`` service SDK. When the HTTPS listener runs on a port
+        other than 443, ``HostName`` carries it (``localhost:8443``): the SDK's REST client honours it."""
+        host = self.hostname
+        if self.running:
+            port = self.ports.get("https")
+            if port is not None and port != 443:
+                host = f"{host}:{port}"
         for name, _rights, primary, _secondary in self._server.policy_list():
             if name == policy:
-                return f"HostName={self.hostname};SharedAccessKeyName={name};SharedAccessKey={primary}"
+                return f"HostName={host};SharedAccessKeyName={name};SharedAccessKey={primary}"
         raise InvalidArgumentError(f"no shared access policy named {policy!r}")
 
     def policies(self) -> Dict[str, Dict[str, str]]:
@@ -252,6 +263,13 @@ class Hub:
         return {
             n: {"rights": r, "primary_key": p, "secondary_key": s} for n, r, p, s in self._server.policy_list()
         }
+
+    # ---- queries ----
+    def query(self, text: str, *, page_size: int = 100, continuation: Optional[str] = None) -> QueryResult:
+        """Runs an IoT Hub query (``SELECT ... FROM devices | devices.modules [WHERE ...] [GROUP BY ...]``)
+        over the committed twins. Returns a lazy iterator of results (dicts) with ``pages()`` and
+        ``to_pandas()``. Raises InvalidArgumentError naming the position of a syntax error."""
+        return QueryResult(self, text, page_size, continuation)
 
     # ---- handlers (run on the hub's Python dispatcher thread, in log order) ----
     def on_twin_change(self, fn: _F) -> _F:

@@ -84,6 +84,7 @@ class HubFactory:
     def __call__(self, data_dir, *, start: bool = True, **kw) -> fleethub.Hub:
         kw.setdefault("hostname", "localhost")
         kw.setdefault("mqtt_port", 0)
+        kw.setdefault("https_port", 0)
         kw.setdefault("mqtt_plain_port", 0)
         hub = fleethub.Hub(data_dir, **kw)
         self.hubs.append(hub)
@@ -640,7 +641,7 @@ def sdk_hub(tmp_path_factory):
     """One hub per SDK test module, listening for MQTT/TLS on 8883 with hostname ``localhost`` (module scope:
     port 8883 is free again for other tests, e.g. the examples, once the module is done)."""
     d = tmp_path_factory.mktemp("sdkhub")
-    hub = fleethub.Hub(d, hostname="localhost", mqtt_port=8883, mqtt_plain_port=None)
+    hub = fleethub.Hub(d, hostname="localhost", mqtt_port=8883, mqtt_plain_port=None, https_port=443)
     hub.start()
     yield hub
     hub.close()

@@ -98,7 +98,7 @@ def test_serve_prints_details_accepts_clients_and_stops_on_sigterm(tmp_path):
     dev = json.loads(fh("device", "create", "served", "--data-dir", d).stdout)
     key = dev["authentication"]["symmetricKey"]["primaryKey"]
     proc, text = _start_serve(["--data-dir", str(d), "--hostname", "localhost", "--mqtt-port", "0",
-                               "--mqtt-plain-port", "0"])
+                               "--mqtt-plain-port", "0", "--https-port", "0"])
     try:
         assert "fleethub is running" in text, text
         assert re.search(r"^\s*hostname\s+localhost$", text, re.M), text
@@ -109,8 +109,11 @@ def test_serve_prints_details_accepts_clients_and_stops_on_sigterm(tmp_path):
         assert os.path.isfile(ca)
         with open(ca) as f:
             assert f.read().startswith("-----BEGIN CERTIFICATE-----")
-        assert re.search(r"^\s*service\s+HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey=\S+$",
-                         text, re.M), text
+        https = int(re.search(r"^\s*HTTPS\s+(\d+)", text, re.M).group(1))
+        assert https > 0 and https not in (plain, tls)
+        # HTTPS is not on 443 here, so the service string names the port (the REST SDK honours it).
+        assert re.search(r"^\s*service\s+HostName=localhost:" + str(https) +
+                         r";SharedAccessKeyName=iothubowner;SharedAccessKey=\S+$", text, re.M), text
 
         # plain MQTT
         c = RawMqtt(plain)
@@ -149,7 +152,7 @@ def test_serve_prints_details_accepts_clients_and_stops_on_sigterm(tmp_path):
     # The data dir is released: the CLI can use it again, and the message is there.
     import fleethub
 
-    h = fleethub.Hub(d, mqtt_port=None, log_level="warning")
+    h = fleethub.Hub(d, mqtt_port=None, https_port=None, log_level="warning")
     try:
         assert [m.body for m in h.events.read()] == [b"via cli"]
     finally:
@@ -160,7 +163,7 @@ def test_serve_with_tls_off_and_create_device(tmp_path):
     """serve --mqtt-port off prints 'off' for TLS; --create-device registers the device and prints its string."""
     d = tmp_path / "data"
     proc, text = _start_serve(["--data-dir", str(d), "--mqtt-port", "off", "--mqtt-plain-port", "0",
-                               "--create-device", "auto1", "--create-device", "auto2"])
+                               "--https-port", "off", "--create-device", "auto1", "--create-device", "auto2"])
     try:
         assert re.search(r"^\s*MQTT/TLS\s+off$", text, re.M), text
         assert "CA cert" not in text
@@ -179,7 +182,8 @@ def test_serve_with_tls_off_and_create_device(tmp_path):
 def test_device_command_refused_while_hub_holds_data_dir(tmp_path):
     """While a serving hub holds the data dir, the device command fails with an error instead of corrupting it."""
     d = tmp_path / "data"
-    proc, text = _start_serve(["--data-dir", str(d), "--mqtt-port", "off", "--mqtt-plain-port", "0"])
+    proc, text = _start_serve(["--data-dir", str(d), "--mqtt-port", "off", "--mqtt-plain-port", "0",
+                               "--https-port", "off"])
     try:
         assert "fleethub is running" in text
         t0 = time.monotonic()
@@ -202,7 +206,7 @@ _DEADLOCK_SCRIPT = r'''
 import os, signal, sys, threading
 import fleethub
 
-hub = fleethub.Hub(sys.argv[1], mqtt_port=None, mqtt_plain_port=0, log_level="warning")
+hub = fleethub.Hub(sys.argv[1], mqtt_port=None, mqtt_plain_port=0, https_port=None, log_level="warning")
 hub.start()
 cond = getattr(getattr(hub, "_stopped", None), "_cond", None)
 fired = []

@@ -28,7 +28,7 @@ def _spawn_hub(data_dir) -> Tuple[subprocess.Popen, int, str]:
     """Starts `python -m fleethub serve` (plain MQTT only) and returns (process, port, device key)."""
     proc, banner = start_serve(
         ["--data-dir", str(data_dir), "--hostname", "localhost", "--mqtt-port", "off", "--mqtt-plain-port", "0",
-         "--create-device", DEVICE, "--log-level", "warning"], stderr=subprocess.DEVNULL)
+         "--https-port", "off", "--create-device", DEVICE, "--log-level", "warning"], stderr=subprocess.DEVNULL)
     port = key = None
     lines = banner.splitlines()
     for line in lines:
@@ -129,7 +129,7 @@ def _kill_mid_stream(data_dir, tag: str, min_acks: int = 500) -> Tuple[Set[str],
 
 
 def _stored(data_dir) -> List[fleethub.Message]:
-    h = fleethub.Hub(data_dir, mqtt_port=None, mqtt_plain_port=None, log_level="warning")
+    h = fleethub.Hub(data_dir, mqtt_port=None, mqtt_plain_port=None, https_port=None, log_level="warning")
     try:
         return list(h.events.read(device_id=DEVICE))
     finally:
@@ -163,7 +163,7 @@ def test_sigkill_loses_no_acknowledged_message(tmp_path):
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
 
     # And it is fully usable afterwards.
-    h = fleethub.Hub(data_dir, mqtt_port=None, mqtt_plain_port=0, log_level="warning")
+    h = fleethub.Hub(data_dir, mqtt_port=None, mqtt_plain_port=0, https_port=None, log_level="warning")
     try:
         h.start()
         publish_many(h, h.devices.get(DEVICE), [b'{"id": "after"}'])
@@ -182,7 +182,7 @@ sys.path.insert(0, sys.argv[3])
 import fleethub
 from conftest import raw_device, publish_packet, telemetry_topic
 
-hub = fleethub.Hub(sys.argv[1], mqtt_port=None, mqtt_plain_port=0, log_level="warning")
+hub = fleethub.Hub(sys.argv[1], mqtt_port=None, mqtt_plain_port=0, https_port=None, log_level="warning")
 hub.start()
 dev = hub.devices.create("streamer")
 
@@ -217,7 +217,7 @@ def test_closing_hub_while_devices_stream_does_not_crash(tmp_path, how):
             assert p.returncode == 0, (
                 f"attempt {attempt}: the process ended with status {p.returncode}"
                 f"{' (SIGSEGV)' if p.returncode == -signal.SIGSEGV else ''}; stderr tail: {p.stderr[-600:]!r}")
-            h = fleethub.Hub(d, mqtt_port=None, mqtt_plain_port=None, log_level="warning")
+            h = fleethub.Hub(d, mqtt_port=None, mqtt_plain_port=None, https_port=None, log_level="warning")
             try:
                 assert sum(1 for _ in h.events.read(limit=10)) > 0
             finally:
@@ -274,7 +274,7 @@ def test_sigkill_during_reported_patches_keeps_every_acknowledged_version(tmp_pa
             proc.wait(10)
     assert len(acked) >= 300
     assert acked == sorted(acked) and acked[0] == 2  # 204s came in version order
-    h = fleethub.Hub(data_dir, mqtt_port=None, mqtt_plain_port=None, log_level="warning")
+    h = fleethub.Hub(data_dir, mqtt_port=None, mqtt_plain_port=None, https_port=None, log_level="warning")
     try:
         t = h.twins.get(DEVICE)
         assert t.reported_version >= acked[-1]
@@ -290,7 +290,7 @@ def test_sigkill_during_reported_patches_keeps_every_acknowledged_version(tmp_pa
 _C2D_SENDER = r'''
 import sys
 import fleethub
-hub = fleethub.Hub(sys.argv[1], mqtt_port=None, mqtt_plain_port=None, log_level="warning",
+hub = fleethub.Hub(sys.argv[1], mqtt_port=None, mqtt_plain_port=None, https_port=None, log_level="warning",
                    c2d_max_queue_depth=5000)
 for d in ("q1", "q2"):
     if d not in hub.devices:
@@ -323,7 +323,7 @@ def test_sigkill_while_sending_c2d_loses_no_queued_message(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)
     assert len(acked) >= 400, f"only {len(acked)} sends before the deadline"
-    h = fleethub.Hub(data_dir, mqtt_port=None, mqtt_plain_port=0, log_level="warning", c2d_max_queue_depth=5000)
+    h = fleethub.Hub(data_dir, mqtt_port=None, mqtt_plain_port=0, https_port=None, log_level="warning", c2d_max_queue_depth=5000)
     try:
         h.start()
         from conftest import PUBLISH, puback_packet, raw_device

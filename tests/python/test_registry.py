@@ -252,9 +252,11 @@ def test_service_connection_string(hub):
     """service_connection_string() names the hostname, the policy and its primary key; unknown policies are refused."""
     pol = hub.policies()
     cs = hub.service_connection_string()
-    assert cs == f"HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey={pol['iothubowner']['primary_key']}"
+    # The fixture's HTTPS listener is on a free port, not 443: HostName carries it for the REST SDK.
+    host = f"localhost:{hub.ports['https']}"
+    assert cs == f"HostName={host};SharedAccessKeyName=iothubowner;SharedAccessKey={pol['iothubowner']['primary_key']}"
     cs2 = hub.service_connection_string("service")
-    assert re.fullmatch(r"HostName=localhost;SharedAccessKeyName=service;SharedAccessKey=[A-Za-z0-9+/=]+", cs2)
+    assert re.fullmatch(rf"HostName={host};SharedAccessKeyName=service;SharedAccessKey=[A-Za-z0-9+/=]+", cs2)
     assert cs2.endswith(pol["service"]["primary_key"])
     with pytest.raises(InvalidArgumentError):
         hub.service_connection_string("nope")
@@ -262,7 +264,7 @@ def test_service_connection_string(hub):
 
 def test_hostname_is_used_in_connection_strings(hub_factory, tmp_path):
     """A hub with another hostname puts it in device and service connection strings."""
-    h = hub_factory(tmp_path / "h2", hostname="hub.example.test", mqtt_port=None, mqtt_plain_port=0)
+    h = hub_factory(tmp_path / "h2", hostname="hub.example.test", mqtt_port=None, mqtt_plain_port=0, https_port=None)
     assert h.hostname == "hub.example.test"
     d = h.devices.create("d")
     assert d.connection_string.startswith("HostName=hub.example.test;DeviceId=d;")

@@ -37,7 +37,7 @@ def _drain_feedback(hub, n, timeout=10.0):
 @pytest.fixture(scope="module")
 def c2d_hub(tmp_path_factory):
     d = tmp_path_factory.mktemp("c2dhub")
-    h = fleethub.Hub(d, hostname="localhost", mqtt_port=8883, c2d_feedback_interval=0.2, log_level="warning")
+    h = fleethub.Hub(d, hostname="localhost", mqtt_port=8883, https_port=None, c2d_feedback_interval=0.2, log_level="warning")
     h.start()
     yield h
     h.close()

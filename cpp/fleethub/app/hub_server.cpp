@@ -2,13 +2,19 @@
 
 #include <sys/resource.h>
 
+#include <utility>
+#include <boost/asio/post.hpp>
+
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <mutex>
 
 #include "fleethub/net/certificates.hpp"
 #include "fleethub/net/io_pool.hpp"
-#include "fleethub/net/mqtt_listener.hpp"
+#include "fleethub/net/http_session.hpp"
+#include "fleethub/net/listener.hpp"
+#include "fleethub/net/mqtt_session.hpp"
 
 namespace fleethub::app {
 
@@ -27,8 +33,13 @@ struct hub_server::impl {
   std::unique_ptr<hub::registry> registry;
   std::unique_ptr<hub::engine> engine;
   std::unique_ptr<net::io_pool> pool;
-  std::unique_ptr<net::mqtt_listener> tls_listener;
-  std::unique_ptr<net::mqtt_listener> plain_listener;
+  std::unique_ptr<hub::http_api> api;
+  std::unique_ptr<net::listener> tls_listener;
+  std::unique_ptr<net::listener> plain_listener;
+  std::unique_ptr<net::listener> https_listener;
+  std::shared_ptr<SSL_CTX> tls;
+  net::mqtt_session_options mqtt_opts;
+  std::shared_ptr<const net::http_session_options> http_opts;
   std::string ca_path;
   bool running = false;
 };
@@ -69,6 +80,10 @@ result<std::unique_ptr<hub_server>> hub_server::open(hub_config config) {
   eo.c2d = config.c2d;
   p->engine = std::make_unique<hub::engine>(eo, *p->store, *p->registry, p->log);
   if (auto r = p->engine->c2d().load(); !r) return r.err();
+  hub::http_api_options ao;
+  ao.hostname = config.hostname;
+  ao.max_page_items = config.max_page_items;
+  p->api = std::make_unique<hub::http_api>(*p->engine, *p->registry, ao);
   if (!config.durable)
     p->log.log(log_level::warning, "store", "relaxed_durability",
                "durability=relaxed: acknowledged messages can be lost on a power failure or kernel crash");
@@ -108,13 +123,24 @@ result<void> hub_server::start() {
   auto& c = p_->config;
   raise_open_file_limit(p_->log);
   p_->pool = std::make_unique<net::io_pool>(c.io_threads);
-  net::mqtt_session_options so;
-  so.limits.max_packet_size = c.max_message_size + 64 * 1024;  // room for topic and property bag
-  if (c.mqtt_tls_port) {
+  p_->mqtt_opts.limits.max_packet_size = c.max_message_size + 64 * 1024;  // room for topic and property bag
+  auto http_opts = std::make_shared<net::http_session_options>();
+  http_opts->mqtt = p_->mqtt_opts;
+  // Bodies: a 256 KB D2C message (base64 in a batch grows it by a third) or a bulk registry request.
+  http_opts->limits.max_body_bytes = std::max<std::size_t>(1024 * 1024, c.max_message_size * 2);
+  p_->http_opts = http_opts;
+  auto fail = [&](error e) -> result<void> {
+    p_->https_listener.reset();
+    p_->plain_listener.reset();
+    p_->tls_listener.reset();
+    p_->pool.reset();
+    return e;
+  };
+  if (c.mqtt_tls_port || c.https_port) {
     std::string cert = c.tls_cert, key = c.tls_key;
     if (cert.empty()) {
       auto certs = net::ensure_certificates(c.data_dir + "/certs", c.hostname);
-      if (!certs) return certs.err();
+      if (!certs) return fail(certs.err());
       cert = certs->server_cert;
       key = certs->server_key;
       p_->ca_path = certs->ca_cert;
@@ -123,22 +149,33 @@ result<void> hub_server::start() {
                     {{"ca", certs->ca_cert}, {"hostname", c.hostname}});
     }
     auto ctx = net::make_tls_context(cert, key);
-    if (!ctx) return ctx.err();
-    p_->tls_listener = std::make_unique<net::mqtt_listener>(*p_->pool, *p_->engine, p_->log, *ctx, so);
-    if (auto r = p_->tls_listener->listen(c.bind_address, *c.mqtt_tls_port); !r) {
-      p_->tls_listener.reset();
-      p_->pool.reset();
-      return r.err();
-    }
+    if (!ctx) return fail(ctx.err());
+    p_->tls = *ctx;
+  }
+  auto mqtt_factory = [this](SSL_CTX* tls) {
+    return [this, tls](net::tcp::socket sock, std::size_t idx, std::string remote) {
+      auto s = std::make_shared<net::mqtt_session>(std::move(sock), tls, p_->pool->ticks(idx), p_->pool->commits(idx),
+                                                   *p_->engine, p_->log, p_->mqtt_opts, std::move(remote));
+      boost::asio::post(p_->pool->at(idx), [s] { s->start(); });
+    };
+  };
+  if (c.mqtt_tls_port) {
+    p_->tls_listener = std::make_unique<net::listener>(*p_->pool, p_->log, "mqtt", mqtt_factory(p_->tls.get()));
+    if (auto r = p_->tls_listener->listen(c.bind_address, *c.mqtt_tls_port); !r) return fail(r.err());
   }
   if (c.mqtt_plain_port) {
-    p_->plain_listener = std::make_unique<net::mqtt_listener>(*p_->pool, *p_->engine, p_->log, nullptr, so);
-    if (auto r = p_->plain_listener->listen(c.bind_address, *c.mqtt_plain_port); !r) {
-      p_->plain_listener.reset();
-      p_->tls_listener.reset();
-      p_->pool.reset();
-      return r.err();
-    }
+    p_->plain_listener = std::make_unique<net::listener>(*p_->pool, p_->log, "mqtt", mqtt_factory(nullptr));
+    if (auto r = p_->plain_listener->listen(c.bind_address, *c.mqtt_plain_port); !r) return fail(r.err());
+  }
+  if (c.https_port) {
+    p_->https_listener = std::make_unique<net::listener>(
+        *p_->pool, p_->log, "https", [this](net::tcp::socket sock, std::size_t idx, std::string remote) {
+          auto s = std::make_shared<net::http_session>(std::move(sock), p_->tls.get(), p_->pool->ticks(idx),
+                                                       p_->pool->commits(idx), *p_->engine, *p_->api, p_->log,
+                                                       p_->http_opts, std::move(remote));
+          boost::asio::post(p_->pool->at(idx), [s] { s->start(); });
+        });
+    if (auto r = p_->https_listener->listen(c.bind_address, *c.https_port); !r) return fail(r.err());
   }
   p_->expiry = std::make_unique<method_expiry>(*p_->engine);
   p_->pool->ticks(0).add(p_->expiry.get());  // before start(): the list is still ours to touch
@@ -149,6 +186,7 @@ result<void> hub_server::start() {
               {{"hostname", c.hostname},
                {"mqtts", ports.mqtt_tls ? std::to_string(*ports.mqtt_tls) : "off"},
                {"mqtt", ports.mqtt_plain ? std::to_string(*ports.mqtt_plain) : "off"},
+               {"https", ports.https ? std::to_string(*ports.https) : "off"},
                {"data_dir", c.data_dir}});
   return {};
 }
@@ -158,6 +196,7 @@ void hub_server::stop() {
   p_->running = false;
   if (p_->tls_listener) p_->tls_listener->stop();
   if (p_->plain_listener) p_->plain_listener->stop();
+  if (p_->https_listener) p_->https_listener->stop();
   p_->pool->stop();
   // Commit callbacks of batches still in the store hand back to the pool's queues: let them all run (FIFO
   // barrier) before the queues go away.
@@ -168,6 +207,7 @@ void hub_server::stop() {
   p_->store->submit_and_wait({});
   p_->tls_listener.reset();
   p_->plain_listener.reset();
+  p_->https_listener.reset();
   p_->pool.reset();
   p_->expiry.reset();
   p_->log.log(log_level::info, "hub", "stopped", "hub stopped");
@@ -179,6 +219,7 @@ listen_ports hub_server::ports() const {
   listen_ports lp;
   if (p_->tls_listener) lp.mqtt_tls = p_->tls_listener->port();
   if (p_->plain_listener) lp.mqtt_plain = p_->plain_listener->port();
+  if (p_->https_listener) lp.https = p_->https_listener->port();
   return lp;
 }
 
@@ -186,6 +227,8 @@ const std::string& hub_server::ca_cert_path() const { return p_->ca_path; }
 const hub_config& hub_server::config() const { return p_->config; }
 hub::registry& hub_server::registry() { return *p_->registry; }
 hub::engine& hub_server::engine() { return *p_->engine; }
+hub::http_api& hub_server::http_api() { return *p_->api; }
+hub::query_runner& hub_server::queries() { return p_->api->queries(); }
 store::backend& hub_server::store() { return *p_->store; }
 const logger& hub_server::log() const { return p_->log; }
 

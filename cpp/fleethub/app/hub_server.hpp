@@ -13,6 +13,8 @@
 #include "fleethub/core/log.hpp"
 #include "fleethub/core/result.hpp"
 #include "fleethub/hub/engine.hpp"
+#include "fleethub/hub/http_api.hpp"
+#include "fleethub/hub/query_runner.hpp"
 #include "fleethub/hub/registry.hpp"
 #include "fleethub/store/backend.hpp"
 
@@ -24,6 +26,10 @@ struct hub_config {
   std::string bind_address = "0.0.0.0";
   std::optional<std::uint16_t> mqtt_tls_port = 8883;  // nullopt: listener off; 0: any free port
   std::optional<std::uint16_t> mqtt_plain_port;       // off by default: local development only
+  // HTTPS: the service REST API, the device HTTPS API and MQTT over WebSockets (/$iothub/websocket).
+  // 443 is fixed in the Azure device SDK for WebSockets; nullopt: off; 0: any free port.
+  std::optional<std::uint16_t> https_port = 443;
+  std::size_t max_page_items = 100;         // query page size cap (x-ms-max-item-count)
   std::string tls_cert;                     // PEM chain; empty: the hub's own CA issues one in <data_dir>/certs
   std::string tls_key;
   bool durable = true;                      // false: "relaxed" (no fsync per group commit), explicit opt-in
@@ -41,6 +47,7 @@ struct hub_config {
 struct listen_ports {
   std::optional<std::uint16_t> mqtt_tls;
   std::optional<std::uint16_t> mqtt_plain;
+  std::optional<std::uint16_t> https;
 };
 
 class hub_server {
@@ -61,6 +68,8 @@ class hub_server {
 
   hub::registry& registry();
   hub::engine& engine();
+  hub::http_api& http_api();
+  hub::query_runner& queries();
   store::backend& store();
   const logger& log() const;
 

@@ -712,4 +712,12 @@ void engine::release_links() {
 
 std::size_t engine::connected_count() const { return connected_.load(std::memory_order_relaxed); }
 
+std::size_t engine::connected_device_count() const {
+  std::lock_guard lk(mu_);
+  std::size_t n = 0;
+  for (const auto& [client_id, cs] : connection_states_)
+    if (cs.connected && client_id.find('/') == std::string::npos) ++n;  // "device/module" is a module
+  return n;
+}
+
 }  // namespace fleethub::hub

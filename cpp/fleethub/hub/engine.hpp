@@ -130,7 +130,9 @@ class engine {
 
   struct connection_info { bool connected = false; std::int64_t updated_ms = 0; };
   connection_info connection_state(std::string_view device_id, std::string_view module_id = {}) const;
-  std::size_t connected_count() const;
+  std::size_t connected_count() const;  // live connections: devices and modules
+  // Devices (not modules) with a live connection: IoT Hub's connectedDeviceCount (GET /statistics/service).
+  std::size_t connected_device_count() const;
 
   // Forgets every live connection link without kicking (the net layer is shutting down).
   void release_links();

@@ -111,8 +111,8 @@ void twin_manager::update(std::string_view device_id, std::string_view module_id
     return;
   }
   twin_document doc = std::move(*cur);
-  if (!u.if_match.empty() && u.if_match != "*") {
-    auto want = strip_quotes(u.if_match);
+  // The SDKs send If-Match: "*" (quoted) when the caller gave no etag; compare without quotes.
+  if (auto want = strip_quotes(u.if_match); !want.empty() && want != "*") {
     if (want != twin_etag(doc)) {
       lk.unlock();
       done(make_error(errc::precondition_failed, "the twin's etag is " + twin_etag(doc) + ", not " + want +

@@ -55,7 +55,26 @@ mqtt_session::mqtt_session(tcp::socket socket, SSL_CTX* ssl_ctx, tick_list& tick
       conn_(opts.limits, std::chrono::steady_clock::now()),
       remote_(std::move(remote)) {}
 
+mqtt_session::mqtt_session(transport t, tick_list& ticks, commit_queue& commits, hub::engine& engine,
+                           const logger& log, const mqtt_session_options& opts, std::string remote, bool websocket)
+    : t_(std::move(t)),
+      ticks_(ticks),
+      commits_(commits),
+      engine_(engine),
+      log_(log),
+      conn_(opts.limits, std::chrono::steady_clock::now()),
+      remote_(std::move(remote)) {
+  // A WebSocket message may carry a whole MQTT packet: allow the packet limit plus framing slack.
+  if (websocket) ws_ = std::make_unique<proto::http::ws_decoder>(opts.limits.max_packet_size + 1024);
+}
+
 mqtt_session::~mqtt_session() { ticks_.remove(this); }
+
+void mqtt_session::start_upgraded(bytes pending) {
+  ticks_.add(this);
+  if (!pending.empty()) on_bytes(pending);
+  if (!closing_) wait_readable();
+}
 
 void mqtt_session::start() {
   boost::system::error_code ec;
@@ -176,15 +195,27 @@ void mqtt_session::pump_write() {
   if (finished_ || write_waiting_ || write_wants_read_) return;
   for (;;) {
     if (write_off_ == writing_.size()) {
-      if (!conn_.has_output()) {
+      if (!conn_.has_output() && ws_control_.empty()) {
         bytes().swap(writing_);  // idle connections keep no write buffer
         write_off_ = 0;
         if (!handshaking_) t_.release_buffers();
         if (closing_) finish();
         return;
       }
-      writing_ = conn_.take_output();
+      if (ws_) {
+        // MQTT bytes go out as one binary frame per batch; control frames (pong, close) go first.
+        writing_.clear();
+        writing_.swap(ws_control_);
+        if (conn_.has_output()) {
+          auto out = conn_.take_output();
+          // Nothing may follow a close frame (close() moved what was queued before it ahead of it).
+          if (!ws_close_sent_) proto::http::ws_encode_to(writing_, proto::http::ws_opcode::binary, out);
+        }
+      } else {
+        writing_ = conn_.take_output();
+      }
       write_off_ = 0;
+      if (writing_.empty()) continue;
     }
     auto r = t_.write(writing_.data() + write_off_, writing_.size() - write_off_);
     if (r.n) {
@@ -208,6 +239,42 @@ void mqtt_session::pump_write() {
 }
 
 void mqtt_session::on_bytes(bytes_view data) {
+  if (!ws_) return on_mqtt_bytes(data);
+  using kind = proto::http::ws_decoder::event::kind;
+  while (!data.empty() && !closing_) {
+    auto ev = ws_->feed(data);
+    data = data.subspan(ev.consumed);
+    switch (ev.what) {
+      case kind::need_more: return;
+      case kind::data: on_mqtt_bytes(ev.payload); break;
+      case kind::ping:
+        proto::http::ws_encode_to(ws_control_, proto::http::ws_opcode::pong, ev.payload);
+        pump_write();
+        break;
+      case kind::pong: break;
+      case kind::close:
+        // Without an MQTT DISCONNECT first this is an abrupt end for MQTT (the Will is published).
+        ws_close_sent_ = true;
+        {
+          auto f = proto::http::ws_close_frame(ev.close_code == 1005 ? 1000 : ev.close_code);
+          ws_control_.insert(ws_control_.end(), f.begin(), f.end());
+        }
+        close("websocket closed by client");
+        return;
+      case kind::error:
+        log_.log(log_level::warning, "mqtt", "websocket_error", ev.message, {{"remote", remote_}});
+        ws_close_sent_ = true;
+        {
+          auto f = proto::http::ws_close_frame(ev.close_code, ev.message.substr(0, 100));
+          ws_control_.insert(ws_control_.end(), f.begin(), f.end());
+        }
+        close("websocket protocol error: " + ev.message);
+        return;
+    }
+  }
+}
+
+void mqtt_session::on_mqtt_bytes(bytes_view data) {
   auto& events = scratch().events;
   events.clear();
   conn_.feed(data, std::chrono::steady_clock::now(), events);
@@ -273,7 +340,7 @@ void mqtt_session::handle_connect(proto::mqtt::connect_event& ev) {
   if (ev.packet.password) req.password = std::string(as_string_view(*ev.packet.password));
   req.clean_session = ev.packet.clean_session;
   req.remote_address = remote_;
-  req.transport = t_.tls() ? "mqtts" : "mqtt";
+  req.transport = ws_ ? "mqtt-ws" : t_.tls() ? "mqtts" : "mqtt";
   if (t_.tls()) {
     if (X509* cert = SSL_get1_peer_certificate(t_.ssl())) {
       unsigned char md[EVP_MAX_MD_SIZE];
@@ -404,6 +471,13 @@ void mqtt_session::close(std::string reason, bool graceful) {
   graceful_ = graceful;
   close_reason_ = std::move(reason);
   close_by_ = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  if (ws_ && !ws_close_sent_) {
+    // The MQTT output still queued (a CONNACK refusal, say) goes first, then the WebSocket close.
+    if (conn_.has_output()) proto::http::ws_encode_to(ws_control_, proto::http::ws_opcode::binary, conn_.take_output());
+    ws_close_sent_ = true;
+    auto f = proto::http::ws_close_frame(1000);
+    ws_control_.insert(ws_control_.end(), f.begin(), f.end());
+  }
   pump_write();  // flush what is queued (a CONNACK refusal, say), then finish
 }
 

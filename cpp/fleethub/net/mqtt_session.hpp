@@ -16,6 +16,7 @@
 #include "fleethub/net/commit_queue.hpp"
 #include "fleethub/net/tick_list.hpp"
 #include "fleethub/net/transport.hpp"
+#include "fleethub/proto/http/websocket.hpp"
 #include "fleethub/proto/mqtt/connection.hpp"
 
 namespace fleethub::net {
@@ -33,8 +34,15 @@ class mqtt_session final : public hub::connection_link,
   mqtt_session(tcp::socket socket, SSL_CTX* ssl_ctx, tick_list& ticks, commit_queue& commits, hub::engine& engine,
                const logger& log,
                const mqtt_session_options& opts, std::string remote);
+  // An HTTPS connection that completed a WebSocket upgrade (/$iothub/websocket, subprotocol mqtt): the MQTT
+  // byte stream then travels in WebSocket frames over the same transport.
+  mqtt_session(transport t, tick_list& ticks, commit_queue& commits, hub::engine& engine, const logger& log,
+               const mqtt_session_options& opts, std::string remote, bool websocket);
   ~mqtt_session() override;
   void start();
+  // Starts a session whose transport is already connected (and its TLS handshake done): `pending` holds
+  // bytes read past the HTTP upgrade request.
+  void start_upgraded(bytes pending);
 
   // connection_link (any thread)
   void kick(std::string reason) override;
@@ -53,6 +61,7 @@ class mqtt_session final : public hub::connection_link,
   void on_readable();
   void on_writable();
   void on_bytes(bytes_view data);
+  void on_mqtt_bytes(bytes_view data);
   void handle(proto::mqtt::event& ev);
   void handle_connect(proto::mqtt::connect_event& ev);
   void flush_telemetry();
@@ -73,6 +82,9 @@ class mqtt_session final : public hub::connection_link,
   std::string remote_;
   std::unique_ptr<hub::client_identity> identity_;  // set once authenticated
   std::unique_ptr<proto::mqtt::will_message> will_;  // published as telemetry if the connection drops
+  std::unique_ptr<proto::http::ws_decoder> ws_;  // MQTT over WebSockets: unwraps the client's frames
+  bytes ws_control_;  // WebSocket control frames (pong, close) waiting to be written
+  bool ws_close_sent_ = false;
   bytes writing_;
   std::size_t write_off_ = 0;
   std::string close_reason_;

@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 namespace fleethub::net {
 
@@ -23,6 +24,8 @@ transport::transport(tcp::socket s, SSL_CTX* ctx) : socket_(std::move(s)) {
     SSL_set_mode(ssl_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
   }
 }
+
+transport::transport(transport&& o) noexcept : socket_(std::move(o.socket_)), ssl_(std::exchange(o.ssl_, nullptr)) {}
 
 transport::~transport() {
   if (ssl_) SSL_free(ssl_);

@@ -31,6 +31,9 @@ class transport {
   ~transport();
   transport(const transport&) = delete;
   transport& operator=(const transport&) = delete;
+  // Moves the socket and the TLS session (same file descriptor): an HTTPS connection upgraded to a
+  // WebSocket hands its transport to the MQTT session. Only on the socket's own thread.
+  transport(transport&& o) noexcept;
 
   bool tls() const { return ssl_ != nullptr; }
   SSL* ssl() const { return ssl_; }

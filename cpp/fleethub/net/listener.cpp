@@ -1,4 +1,4 @@
-#include "fleethub/net/mqtt_listener.hpp"
+#include "fleethub/net/listener.hpp"
 
 #include <boost/asio/post.hpp>
 #include <openssl/err.h>
@@ -8,19 +8,18 @@ namespace fleethub::net {
 
 namespace asio = boost::asio;
 
-mqtt_listener::mqtt_listener(io_pool& pool, hub::engine& engine, logger log, std::shared_ptr<SSL_CTX> tls,
-                             mqtt_session_options opts)
-    : pool_(pool), engine_(engine), log_(std::move(log)), tls_(std::move(tls)), opts_(opts) {}
+listener::listener(io_pool& pool, logger log, std::string what, session_factory make)
+    : pool_(pool), log_(std::move(log)), what_(std::move(what)), make_(std::move(make)) {}
 
 // The owner stops the pool's threads before destroying a listener, so closing here races with nothing.
-mqtt_listener::~mqtt_listener() {
+listener::~listener() {
   stopped_ = true;
   boost::system::error_code ec;
   if (retry_) retry_->cancel();
   if (acceptor_) acceptor_->close(ec);
 }
 
-result<void> mqtt_listener::listen(const std::string& address, std::uint16_t port) {
+result<void> listener::listen(const std::string& address, std::uint16_t port) {
   boost::system::error_code ec;
   auto addr = asio::ip::make_address(address, ec);
   if (ec) return make_error(errc::invalid_argument, "bad listen address '" + address + "': " + ec.message());
@@ -42,7 +41,7 @@ result<void> mqtt_listener::listen(const std::string& address, std::uint16_t por
   return {};
 }
 
-void mqtt_listener::do_accept() {
+void listener::do_accept() {
   if (!acceptor_ || stopped_) return;
   auto idx = pool_.next_index();
   auto& ctx = pool_.at(idx);
@@ -52,13 +51,10 @@ void mqtt_listener::do_accept() {
       boost::system::error_code rec;
       auto rep = sock.remote_endpoint(rec);
       std::string remote = rec ? "?" : rep.address().to_string() + ":" + std::to_string(rep.port());
-      auto s = std::make_shared<mqtt_session>(std::move(sock), tls_.get(), pool_.ticks(idx), pool_.commits(idx), engine_,
-                                              log_, opts_,
-                                              std::move(remote));
-      asio::post(pool_.at(idx), [s] { s->start(); });
+      make_(std::move(sock), idx, std::move(remote));
     } else {
       // EMFILE and friends: log, wait a little (the OS frees descriptors as connections close), go on.
-      log_.log(log_level::warning, "mqtt", "accept_failed", ec.message() + "; retrying in 100 ms");
+      log_.log(log_level::warning, what_, "accept_failed", ec.message() + "; retrying in 100 ms");
       retry_->expires_after(std::chrono::milliseconds(100));
       retry_->async_wait([this](const boost::system::error_code& e) {
         if (!e) do_accept();
@@ -69,7 +65,7 @@ void mqtt_listener::do_accept() {
   });
 }
 
-void mqtt_listener::stop() {
+void listener::stop() {
   if (!acceptor_ || stopped_.exchange(true)) return;
   // The acceptor belongs to context 0's thread: close it there, never concurrently with its handlers. If the
   // pool stops first, the acceptor closes when it is destroyed (after the threads are joined).

@@ -1,27 +1,30 @@
-// Accepts MQTT connections on one endpoint (plain TCP or TLS) and hands each socket to an mqtt_session on
-// the next io_context of the pool. Thread safety: start/stop from the owning (app) thread.
+// Accepts TCP connections on one endpoint and hands each socket, with the index of the io_context it was
+// accepted on (round robin over the pool), to a session factory: MQTT (8883/1883) and HTTPS (443) listeners
+// differ only in that factory. Thread safety: listen/stop from the owning (app) thread; the factory runs on
+// io thread 0 and must post the session's start to the socket's own context.
 #pragma once
 #include <utility>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 
 #include "fleethub/core/log.hpp"
 #include "fleethub/core/result.hpp"
-#include "fleethub/hub/engine.hpp"
 #include "fleethub/net/io_pool.hpp"
-#include "fleethub/net/mqtt_session.hpp"
+#include "fleethub/net/transport.hpp"
 
 namespace fleethub::net {
 
-class mqtt_listener {
+class listener {
  public:
-  // `tls` null: plain MQTT.
-  mqtt_listener(io_pool& pool, hub::engine& engine, logger log, std::shared_ptr<SSL_CTX> tls,
-                mqtt_session_options opts);
-  ~mqtt_listener();
+  // (socket, io_context index, "address:port" of the peer)
+  using session_factory = std::function<void(tcp::socket, std::size_t, std::string)>;
+  // `what` names the listener in logs ("mqtt", "https").
+  listener(io_pool& pool, logger log, std::string what, session_factory make);
+  ~listener();
   // Binds and listens; port 0 picks a free port. Errors: unavailable with the OS reason ("address in use").
   result<void> listen(const std::string& address, std::uint16_t port);
   std::uint16_t port() const { return port_; }
@@ -30,10 +33,9 @@ class mqtt_listener {
  private:
   void do_accept();
   io_pool& pool_;
-  hub::engine& engine_;
   logger log_;
-  std::shared_ptr<SSL_CTX> tls_;
-  mqtt_session_options opts_;
+  std::string what_;
+  session_factory make_;
   std::unique_ptr<tcp::acceptor> acceptor_;
   std::unique_ptr<boost::asio::steady_timer> retry_;  // backs off after EMFILE and friends
   std::atomic<bool> stopped_{false};

@@ -1,0 +1,352 @@
+#include "fleethub/net/http_session.hpp"
+
+#include <boost/asio/post.hpp>
+
+#include <array>
+#include <mutex>
+
+#include "fleethub/core/json.hpp"
+#include "fleethub/proto/http/websocket.hpp"
+
+namespace fleethub::net {
+
+namespace asio = boost::asio;
+
+namespace {
+
+constexpr std::size_t read_chunk = 64 * 1024;
+constexpr int reads_per_wakeup = 4;
+
+std::array<std::uint8_t, read_chunk>& thread_read_buffer() {
+  thread_local std::array<std::uint8_t, read_chunk> buf;
+  return buf;
+}
+
+// IoT Hub's error envelope for refusals the parser makes before a request reaches the API.
+proto::http::response error_response(int status, const std::string& message) {
+  const char* name = status == 413 ? "MessageTooLarge" : status == 408 ? "RequestTimeout" : "ArgumentInvalid";
+  int code = status == 413 ? 413001 : status == 400 ? 400004 : status * 1000;
+  json::object o;
+  o.set("errorCode", json::value(code));
+  o.set("message", json::value(message));
+  o.set("info", json::value(json::object{}));
+  proto::http::response r;
+  r.status = status;
+  r.set("Content-Type", "application/json; charset=utf-8");
+  r.set("iothub-errorcode", name);
+  r.body = json::serialize(json::value(std::move(o)));
+  return r;
+}
+
+std::string_view path_of(std::string_view target) {
+  auto q = target.find('?');
+  return q == std::string_view::npos ? target : target.substr(0, q);
+}
+
+}  // namespace
+
+http_session::http_session(tcp::socket socket, SSL_CTX* ssl_ctx, tick_list& ticks, commit_queue& commits,
+                           hub::engine& engine, hub::http_api& api, const logger& log,
+                           std::shared_ptr<const http_session_options> opts, std::string remote)
+    : t_(ssl_ctx ? transport(std::move(socket), ssl_ctx) : transport(std::move(socket))),
+      ticks_(ticks),
+      commits_(commits),
+      engine_(engine),
+      api_(api),
+      log_(log),
+      opts_(std::move(opts)),
+      remote_(std::move(remote)),
+      parser_(opts_->limits),
+      last_activity_(std::chrono::steady_clock::now()) {}
+
+http_session::~http_session() { ticks_.remove(this); }
+
+void http_session::start() {
+  boost::system::error_code ec;
+  t_.socket().set_option(tcp::no_delay(true), ec);
+  ticks_.add(this);
+  if (t_.tls()) {
+    if (!t_.ssl()) {
+      close("cannot create a TLS session");
+      return;
+    }
+    handshaking_ = true;
+    pump_handshake();
+  } else {
+    wait_readable();
+  }
+}
+
+void http_session::wait_readable() {
+  if (read_waiting_ || finished_) return;
+  read_waiting_ = true;
+  t_.socket().async_wait(tcp::socket::wait_read, [self = shared_from_this()](const boost::system::error_code& ec) {
+    self->read_waiting_ = false;
+    if (self->finished_) return;
+    if (ec) return self->close("read error: " + ec.message());
+    self->on_readable();
+  });
+}
+
+void http_session::wait_writable() {
+  if (write_waiting_ || finished_) return;
+  write_waiting_ = true;
+  t_.socket().async_wait(tcp::socket::wait_write, [self = shared_from_this()](const boost::system::error_code& ec) {
+    self->write_waiting_ = false;
+    if (self->finished_) return;
+    if (ec) {
+      if (self->close_reason_.empty()) self->close_reason_ = "write error: " + ec.message();
+      return self->finish();
+    }
+    self->on_writable();
+  });
+}
+
+void http_session::on_readable() {
+  if (handshaking_) return pump_handshake();
+  if (write_wants_read_) {
+    write_wants_read_ = false;
+    pump_write();
+  }
+  pump_read();
+}
+
+void http_session::on_writable() {
+  if (handshaking_) return pump_handshake();
+  if (read_wants_write_) {
+    read_wants_write_ = false;
+    pump_read();
+  }
+  pump_write();
+}
+
+void http_session::pump_handshake() {
+  auto r = t_.handshake();
+  if (r.n) {
+    handshaking_ = false;
+    pump_read();
+    pump_write();
+    return;
+  }
+  switch (r.w) {
+    case transport::want::read: wait_readable(); return;
+    case transport::want::write: wait_writable(); return;
+    default:
+      log_.log(log_level::info, "https", "tls_failed", "TLS handshake failed", {{"remote", remote_}, {"error", r.error}});
+      close_reason_ = r.error;
+      finish();
+  }
+}
+
+void http_session::pump_read() {
+  auto& buf = thread_read_buffer();
+  for (int i = 0; i < reads_per_wakeup; ++i) {
+    if (closing_ || finished_ || upgrading_) return;
+    // Backpressure: while a request is answered, read ahead at most one more maximal request.
+    if (busy_ && buffered() > opts_->limits.max_body_bytes + opts_->limits.max_header_bytes) return;
+    auto r = t_.read(buf.data(), buf.size());
+    if (r.n) {
+      last_activity_ = std::chrono::steady_clock::now();
+      if (in_off_ == in_.size()) {
+        in_.clear();
+        in_off_ = 0;
+      }
+      in_.insert(in_.end(), buf.data(), buf.data() + r.n);
+      process_input();
+      if (!t_.tls() && r.n < buf.size()) {
+        wait_readable();
+        return;
+      }
+      continue;
+    }
+    switch (r.w) {
+      case transport::want::read:
+        if (write_off_ == writing_.size() && in_off_ == in_.size()) t_.release_buffers();
+        wait_readable();
+        return;
+      case transport::want::write:
+        read_wants_write_ = true;
+        wait_writable();
+        return;
+      case transport::want::closed:
+        close(parser_.in_progress() ? "connection closed in the middle of a request" : "connection closed by client");
+        return;
+      default: close("read error: " + r.error); return;
+    }
+  }
+  asio::post(t_.socket().get_executor(), [self = shared_from_this()] { self->pump_read(); });
+}
+
+void http_session::process_input() {
+  using kind = proto::http::request_parser::outcome::kind;
+  while (!busy_ && !closing_ && !finished_ && buffered() > 0) {
+    auto out = parser_.feed(bytes_view(in_.data() + in_off_, buffered()));
+    in_off_ += out.consumed;
+    if (out.what == kind::need_more) break;
+    if (out.what == kind::error) {
+      log_.log(log_level::info, "https", "bad_request", out.message,
+               {{"remote", remote_}, {"status", std::to_string(out.status)}});
+      refuse(out.status, out.message);
+      return;
+    }
+    dispatch(parser_.take());
+  }
+  if (in_off_ == in_.size()) {
+    in_.clear();
+    in_off_ = 0;
+  }
+}
+
+void http_session::dispatch(proto::http::request req) {
+  ++requests_;
+  busy_ = true;
+  keep_alive_ = req.keep_alive;
+  head_ = req.method == "HEAD";
+  if (proto::http::iequals(path_of(req.target), opts_->websocket_path) ||
+      proto::http::iequals(path_of(req.target), opts_->websocket_path + "/"))
+    return upgrade(req);
+  // The API may answer inside handle() (most routes) or later from another thread (commits, method
+  // answers). A synchronous answer is applied after handle() returns, so respond() never re-enters.
+  struct slot {
+    std::mutex mu;
+    bool in_call = true;
+    std::optional<proto::http::response> early;
+  };
+  auto st = std::make_shared<slot>();
+  auto ex = t_.socket().get_executor();
+  api_.handle(req, remote_, [st, ex, self = shared_from_this()](proto::http::response r) {
+    {
+      std::lock_guard lk(st->mu);
+      if (st->in_call) {
+        st->early = std::move(r);
+        return;
+      }
+    }
+    asio::post(ex, [self, r = std::move(r)]() mutable { self->respond(std::move(r)); });
+  });
+  std::optional<proto::http::response> early;
+  {
+    std::lock_guard lk(st->mu);
+    st->in_call = false;
+    early = std::move(st->early);
+  }
+  if (early) respond(std::move(*early));
+}
+
+void http_session::upgrade(const proto::http::request& req) {
+  if (!req.is_websocket_upgrade())
+    return refuse(400, "MQTT over WebSockets: " + opts_->websocket_path + " needs a WebSocket upgrade request");
+  auto hs = proto::http::websocket_handshake(req, "mqtt");
+  if (!hs) return refuse(400, hs.err().message);
+  upgrading_ = true;
+  auto wire = proto::http::serialize(*hs, true);
+  writing_.insert(writing_.end(), wire.begin(), wire.end());
+  pump_write();  // hand_over() runs once the 101 is written
+}
+
+void http_session::respond(proto::http::response r) {
+  if (finished_ || closing_) return;
+  busy_ = false;
+  last_activity_ = std::chrono::steady_clock::now();
+  bool keep = keep_alive_;
+  auto wire = proto::http::serialize(r, keep, head_);
+  writing_.insert(writing_.end(), wire.begin(), wire.end());
+  if (!keep) {
+    close("Connection: close");
+    return;
+  }
+  pump_write();
+  process_input();
+  if (!busy_) pump_read();  // reading may have paused for backpressure
+}
+
+void http_session::refuse(int status, const std::string& message) {
+  busy_ = false;
+  auto wire = proto::http::serialize(error_response(status, message), false);
+  writing_.insert(writing_.end(), wire.begin(), wire.end());
+  close("refused with " + std::to_string(status) + ": " + message);
+}
+
+void http_session::pump_write() {
+  if (finished_ || write_waiting_ || write_wants_read_) return;
+  while (write_off_ < writing_.size()) {
+    auto r = t_.write(writing_.data() + write_off_, writing_.size() - write_off_);
+    if (r.n) {
+      write_off_ += r.n;
+      continue;
+    }
+    switch (r.w) {
+      case transport::want::write: wait_writable(); return;
+      case transport::want::read:
+        write_wants_read_ = true;
+        wait_readable();
+        return;
+      default:
+        if (close_reason_.empty())
+          close_reason_ = r.w == transport::want::closed ? "connection closed by client" : "write error: " + r.error;
+        closing_ = true;
+        finish();
+        return;
+    }
+  }
+  bytes().swap(writing_);
+  write_off_ = 0;
+  if (upgrading_) return hand_over();
+  if (closing_) finish();
+}
+
+void http_session::hand_over() {
+  // The transport (socket and TLS session) moves to an MQTT session on this same thread; this object
+  // only unregisters. Bytes the client sent after the upgrade request are MQTT-over-WebSocket already.
+  finished_ = true;
+  ticks_.remove(this);
+  bytes rest(in_.begin() + static_cast<std::ptrdiff_t>(in_off_), in_.end());
+  in_.clear();
+  in_off_ = 0;
+  auto ms = std::make_shared<mqtt_session>(std::move(t_), ticks_, commits_, engine_, log_, opts_->mqtt, remote_, true);
+  log_.log(log_level::debug, "https", "websocket_upgrade", "MQTT over WebSockets", {{"remote", remote_}});
+  ms->start_upgraded(std::move(rest));
+}
+
+void http_session::close(std::string reason) {
+  if (closing_) return;
+  closing_ = true;
+  close_reason_ = std::move(reason);
+  close_by_ = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  pump_write();
+}
+
+void http_session::finish() {
+  if (finished_) return;
+  finished_ = true;
+  ticks_.remove(this);
+  t_.shutdown();
+  log_.log(log_level::debug, "https", "closed", close_reason_,
+           {{"remote", remote_}, {"requests", std::to_string(requests_)}});
+}
+
+void http_session::on_tick(steady_time now) {
+  if (finished_) return;
+  if (closing_) {
+    if (now >= close_by_) {
+      if (close_reason_.empty()) close_reason_ = "close timed out";
+      finish();
+    }
+    return;
+  }
+  if (busy_ || upgrading_ || handshaking_) {
+    // A TLS handshake that never completes is bounded like a slow request.
+    if (handshaking_ && now - last_activity_ > opts_->request_timeout) {
+      close_reason_ = "TLS handshake timed out";
+      finish();
+    }
+    return;
+  }
+  if (parser_.in_progress() || buffered() > 0) {
+    if (now - last_activity_ > opts_->request_timeout) refuse(408, "the request was not completed in time");
+    return;
+  }
+  if (now - last_activity_ > opts_->idle_timeout) close("idle keep-alive connection");
+}
+
+}  // namespace fleethub::net

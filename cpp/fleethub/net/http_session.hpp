@@ -1,0 +1,91 @@
+// The Asio driver for one HTTPS connection on the 443 listener: TLS, then the Sans-I/O request parser, one
+// request at a time handed to the REST API (hub::http_api), responses written in request order (pipelined
+// requests wait in the input buffer). A GET on /$iothub/websocket with a WebSocket upgrade for subprotocol
+// "mqtt" answers 101 and hands the transport to an mqtt_session that speaks MQTT inside WebSocket frames.
+// Who creates it: the HTTPS listener, one per accepted socket. Lives on one io_context thread; responses
+// computed on other threads (store commits, method answers) are posted back to it. Deadlines (idle
+// keep-alive, slow requests) are checked by the thread's tick_list.
+#pragma once
+#include <utility>
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "fleethub/core/log.hpp"
+#include "fleethub/hub/engine.hpp"
+#include "fleethub/hub/http_api.hpp"
+#include "fleethub/net/commit_queue.hpp"
+#include "fleethub/net/mqtt_session.hpp"
+#include "fleethub/net/tick_list.hpp"
+#include "fleethub/net/transport.hpp"
+#include "fleethub/proto/http/request_parser.hpp"
+
+namespace fleethub::net {
+
+struct http_session_options {
+  proto::http::parser_limits limits;
+  std::chrono::seconds idle_timeout{120};    // a keep-alive connection with no request in progress
+  std::chrono::seconds request_timeout{30};  // from a request's first byte to its last (slow senders)
+  std::string websocket_path = "/$iothub/websocket";
+  mqtt_session_options mqtt;                 // for connections upgraded to MQTT over WebSockets
+};
+
+class http_session final : public ticking, public std::enable_shared_from_this<http_session> {
+ public:
+  http_session(tcp::socket socket, SSL_CTX* ssl_ctx, tick_list& ticks, commit_queue& commits, hub::engine& engine,
+               hub::http_api& api, const logger& log, std::shared_ptr<const http_session_options> opts,
+               std::string remote);
+  ~http_session() override;
+  void start();
+  void on_tick(steady_time now) override;
+
+ private:
+  void pump_handshake();
+  void pump_read();
+  void pump_write();
+  void wait_readable();
+  void wait_writable();
+  void on_readable();
+  void on_writable();
+  void process_input();
+  void dispatch(proto::http::request req);
+  void upgrade(const proto::http::request& req);
+  void respond(proto::http::response r);
+  void refuse(int status, const std::string& message);  // answer, then close
+  void hand_over();
+  void close(std::string reason);
+  void finish();
+  std::size_t buffered() const { return in_.size() - in_off_; }
+
+  transport t_;
+  tick_list& ticks_;
+  commit_queue& commits_;
+  hub::engine& engine_;
+  hub::http_api& api_;
+  logger log_;
+  std::shared_ptr<const http_session_options> opts_;
+  std::string remote_;
+  proto::http::request_parser parser_;
+  bytes in_;                 // read and not yet parsed (pipelined requests wait here while one is answered)
+  std::size_t in_off_ = 0;
+  bytes writing_;
+  std::size_t write_off_ = 0;
+  steady_time last_activity_;
+  steady_time close_by_{};
+  std::string close_reason_;
+  std::uint64_t requests_ = 0;
+  bool busy_ = false;        // a request is being answered
+  bool keep_alive_ = true;   // of the request being answered
+  bool head_ = false;
+  bool upgrading_ = false;   // 101 queued: hand the transport over once it is written
+  bool handshaking_ = false;
+  bool read_waiting_ = false;
+  bool write_waiting_ = false;
+  bool read_wants_write_ = false;
+  bool write_wants_read_ = false;
+  bool closing_ = false;
+  bool finished_ = false;
+};
+
+}  // namespace fleethub::net
