@@ -756,8 +756,9 @@ std::string Engine::summary() {
   };
   auto str = [](const std::string& v) { return "\"" + v + "\""; };
   auto cnt = [&](bool Conn::*f) { return std::count_if(c_.begin(), c_.end(), [f](const Conn& c) { return c.*f; }); };
-  auto q = [](std::vector<uint32_t>& v, double p) -> double {
-    std::sort(v.begin(), v.end());
+  std::sort(lat_us_.begin(), lat_us_.end());
+  std::sort(connect_us_.begin(), connect_us_.end());
+  auto q = [](const std::vector<uint32_t>& v, double p) -> double {
     size_t r = size_t(p * double(v.size()) + 0.999999);
     return v.empty() ? 0.0 : double(v[std::min(v.size() - 1, r ? r - 1 : 0)]);
   };

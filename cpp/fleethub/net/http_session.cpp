@@ -48,7 +48,7 @@ std::string_view path_of(std::string_view target) {
 http_session::http_session(tcp::socket socket, SSL_CTX* ssl_ctx, tick_list& ticks, commit_queue& commits,
                            hub::engine& engine, hub::http_api& api, const logger& log,
                            std::shared_ptr<const http_session_options> opts, std::string remote)
-    : t_(ssl_ctx ? transport(std::move(socket), ssl_ctx) : transport(std::move(socket))),
+    : stream_pump(ssl_ctx ? transport(std::move(socket), ssl_ctx) : transport(std::move(socket))),
       ticks_(ticks),
       commits_(commits),
       engine_(engine),
@@ -62,80 +62,8 @@ http_session::http_session(tcp::socket socket, SSL_CTX* ssl_ctx, tick_list& tick
 http_session::~http_session() { ticks_.remove(this); }
 
 void http_session::start() {
-  boost::system::error_code ec;
-  t_.socket().set_option(tcp::no_delay(true), ec);
   ticks_.add(this);
-  if (t_.tls()) {
-    if (!t_.ssl()) {
-      close("cannot create a TLS session");
-      return;
-    }
-    handshaking_ = true;
-    pump_handshake();
-  } else {
-    wait_readable();
-  }
-}
-
-void http_session::wait_readable() {
-  if (read_waiting_ || finished_) return;
-  read_waiting_ = true;
-  t_.socket().async_wait(tcp::socket::wait_read, [self = shared_from_this()](const boost::system::error_code& ec) {
-    self->read_waiting_ = false;
-    if (self->finished_) return;
-    if (ec) return self->close("read error: " + ec.message());
-    self->on_readable();
-  });
-}
-
-void http_session::wait_writable() {
-  if (write_waiting_ || finished_) return;
-  write_waiting_ = true;
-  t_.socket().async_wait(tcp::socket::wait_write, [self = shared_from_this()](const boost::system::error_code& ec) {
-    self->write_waiting_ = false;
-    if (self->finished_) return;
-    if (ec) {
-      if (self->close_reason_.empty()) self->close_reason_ = "write error: " + ec.message();
-      return self->finish();
-    }
-    self->on_writable();
-  });
-}
-
-void http_session::on_readable() {
-  if (handshaking_) return pump_handshake();
-  if (write_wants_read_) {
-    write_wants_read_ = false;
-    pump_write();
-  }
-  pump_read();
-}
-
-void http_session::on_writable() {
-  if (handshaking_) return pump_handshake();
-  if (read_wants_write_) {
-    read_wants_write_ = false;
-    pump_read();
-  }
-  pump_write();
-}
-
-void http_session::pump_handshake() {
-  auto r = t_.handshake();
-  if (r.n) {
-    handshaking_ = false;
-    pump_read();
-    pump_write();
-    return;
-  }
-  switch (r.w) {
-    case transport::want::read: wait_readable(); return;
-    case transport::want::write: wait_writable(); return;
-    default:
-      log_.log(log_level::info, "https", "tls_failed", "TLS handshake failed", {{"remote", remote_}, {"error", r.error}});
-      close_reason_ = r.error;
-      finish();
-  }
+  start_io();
 }
 
 void http_session::pump_read() {
@@ -318,6 +246,7 @@ void http_session::close(std::string reason) {
 
 void http_session::finish() {
   if (finished_) return;
+  closing_ = true;
   finished_ = true;
   ticks_.remove(this);
   t_.shutdown();

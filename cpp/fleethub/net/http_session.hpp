@@ -17,6 +17,7 @@
 #include "fleethub/hub/http_api.hpp"
 #include "fleethub/net/commit_queue.hpp"
 #include "fleethub/net/mqtt_session.hpp"
+#include "fleethub/net/stream_pump.hpp"
 #include "fleethub/net/tick_list.hpp"
 #include "fleethub/net/transport.hpp"
 #include "fleethub/proto/http/request_parser.hpp"
@@ -31,7 +32,9 @@ struct http_session_options {
   mqtt_session_options mqtt;                 // for connections upgraded to MQTT over WebSockets
 };
 
-class http_session final : public ticking, public std::enable_shared_from_this<http_session> {
+class http_session final : public stream_pump<http_session>,
+                           public ticking,
+                           public std::enable_shared_from_this<http_session> {
  public:
   http_session(tcp::socket socket, SSL_CTX* ssl_ctx, tick_list& ticks, commit_queue& commits, hub::engine& engine,
                hub::http_api& api, const logger& log, std::shared_ptr<const http_session_options> opts,
@@ -41,13 +44,10 @@ class http_session final : public ticking, public std::enable_shared_from_this<h
   void on_tick(steady_time now) override;
 
  private:
-  void pump_handshake();
+  friend class stream_pump<http_session>;
+  static const char* component() { return "https"; }
   void pump_read();
   void pump_write();
-  void wait_readable();
-  void wait_writable();
-  void on_readable();
-  void on_writable();
   void process_input();
   void dispatch(proto::http::request req);
   void upgrade(const proto::http::request& req);
@@ -58,7 +58,6 @@ class http_session final : public ticking, public std::enable_shared_from_this<h
   void finish();
   std::size_t buffered() const { return in_.size() - in_off_; }
 
-  transport t_;
   tick_list& ticks_;
   commit_queue& commits_;
   hub::engine& engine_;
@@ -73,19 +72,12 @@ class http_session final : public ticking, public std::enable_shared_from_this<h
   std::size_t write_off_ = 0;
   steady_time last_activity_;
   steady_time close_by_{};
-  std::string close_reason_;
   std::uint64_t requests_ = 0;
   bool busy_ = false;        // a request is being answered
   bool keep_alive_ = true;   // of the request being answered
   bool head_ = false;
   bool upgrading_ = false;   // 101 queued: hand the transport over once it is written
-  bool handshaking_ = false;
-  bool read_waiting_ = false;
-  bool write_waiting_ = false;
-  bool read_wants_write_ = false;
-  bool write_wants_read_ = false;
   bool closing_ = false;
-  bool finished_ = false;
 };
 
 }  // namespace fleethub::net

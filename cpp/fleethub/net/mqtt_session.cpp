@@ -47,7 +47,7 @@ std::string hex_upper(const unsigned char* d, unsigned n) {
 mqtt_session::mqtt_session(tcp::socket socket, SSL_CTX* ssl_ctx, tick_list& ticks, commit_queue& commits,
                            hub::engine& engine, const logger& log, const mqtt_session_options& opts,
                            std::string remote)
-    : t_(ssl_ctx ? transport(std::move(socket), ssl_ctx) : transport(std::move(socket))),
+    : stream_pump(ssl_ctx ? transport(std::move(socket), ssl_ctx) : transport(std::move(socket))),
       ticks_(ticks),
       commits_(commits),
       engine_(engine),
@@ -57,7 +57,7 @@ mqtt_session::mqtt_session(tcp::socket socket, SSL_CTX* ssl_ctx, tick_list& tick
 
 mqtt_session::mqtt_session(transport t, tick_list& ticks, commit_queue& commits, hub::engine& engine,
                            const logger& log, const mqtt_session_options& opts, std::string remote, bool websocket)
-    : t_(std::move(t)),
+    : stream_pump(std::move(t)),
       ticks_(ticks),
       commits_(commits),
       engine_(engine),
@@ -77,86 +77,8 @@ void mqtt_session::start_upgraded(bytes pending) {
 }
 
 void mqtt_session::start() {
-  boost::system::error_code ec;
-  t_.socket().set_option(tcp::no_delay(true), ec);  // we batch writes ourselves; Nagle would only add latency
   ticks_.add(this);
-  if (t_.tls()) {
-    if (!t_.ssl()) {
-      close("cannot create a TLS session");
-      return;
-    }
-    handshaking_ = true;
-    pump_handshake();
-  } else {
-    wait_readable();
-  }
-}
-
-void mqtt_session::wait_readable() {
-  if (read_waiting_ || finished_) return;
-  read_waiting_ = true;
-  t_.socket().async_wait(tcp::socket::wait_read, [self = shared_from_this()](const boost::system::error_code& ec) {
-    self->read_waiting_ = false;
-    if (self->finished_) return;
-    if (ec) {
-      self->close("read error: " + ec.message());
-      return;
-    }
-    self->on_readable();
-  });
-}
-
-void mqtt_session::wait_writable() {
-  if (write_waiting_ || finished_) return;
-  write_waiting_ = true;
-  t_.socket().async_wait(tcp::socket::wait_write, [self = shared_from_this()](const boost::system::error_code& ec) {
-    self->write_waiting_ = false;
-    if (self->finished_) return;
-    if (ec) {
-      self->closing_ = true;
-      if (self->close_reason_.empty()) self->close_reason_ = "write error: " + ec.message();
-      self->finish();
-      return;
-    }
-    self->on_writable();
-  });
-}
-
-void mqtt_session::on_readable() {
-  if (handshaking_) return pump_handshake();
-  if (write_wants_read_) {
-    write_wants_read_ = false;
-    pump_write();
-  }
-  pump_read();
-}
-
-void mqtt_session::on_writable() {
-  if (handshaking_) return pump_handshake();
-  if (read_wants_write_) {
-    read_wants_write_ = false;
-    pump_read();
-  }
-  pump_write();
-}
-
-void mqtt_session::pump_handshake() {
-  auto r = t_.handshake();
-  if (r.n) {
-    handshaking_ = false;
-    pump_read();
-    pump_write();  // TLS 1.3 session tickets may be waiting to go out
-    return;
-  }
-  switch (r.w) {
-    case transport::want::read: wait_readable(); return;
-    case transport::want::write: wait_writable(); return;
-    default:
-      log_.log(log_level::info, "mqtt", "tls_failed", "TLS handshake failed", {{"remote", remote_}, {"error", r.error}});
-      closing_ = true;
-      close_reason_ = r.error;
-      finish();
-  }
+  start_io();
 }
 
 void mqtt_session::pump_read() {
@@ -483,6 +405,7 @@ void mqtt_session::close(std::string reason, bool graceful) {
 
 void mqtt_session::finish() {
   if (finished_) return;
+  closing_ = true;
   finished_ = true;
   ticks_.remove(this);
   t_.shutdown();

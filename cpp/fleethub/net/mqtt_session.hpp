@@ -14,6 +14,7 @@
 #include "fleethub/core/log.hpp"
 #include "fleethub/hub/engine.hpp"
 #include "fleethub/net/commit_queue.hpp"
+#include "fleethub/net/stream_pump.hpp"
 #include "fleethub/net/tick_list.hpp"
 #include "fleethub/net/transport.hpp"
 #include "fleethub/proto/http/websocket.hpp"
@@ -26,6 +27,7 @@ struct mqtt_session_options {
 };
 
 class mqtt_session final : public hub::connection_link,
+                           public stream_pump<mqtt_session>,
                            public ticking,
                            public commit_listener,
                            public std::enable_shared_from_this<mqtt_session> {
@@ -53,13 +55,10 @@ class mqtt_session final : public hub::connection_link,
   void on_committed(std::vector<std::uint16_t>& acks, bool ok, const std::string& error) override;
 
  private:
-  void pump_handshake();
+  friend class stream_pump<mqtt_session>;
+  static const char* component() { return "mqtt"; }
   void pump_read();
   void pump_write();
-  void wait_readable();
-  void wait_writable();
-  void on_readable();
-  void on_writable();
   void on_bytes(bytes_view data);
   void on_mqtt_bytes(bytes_view data);
   void handle(proto::mqtt::event& ev);
@@ -73,7 +72,6 @@ class mqtt_session final : public hub::connection_link,
   void publish_will();
   void finish();
 
-  transport t_;
   tick_list& ticks_;
   commit_queue& commits_;
   hub::engine& engine_;
@@ -87,16 +85,9 @@ class mqtt_session final : public hub::connection_link,
   bool ws_close_sent_ = false;
   bytes writing_;
   std::size_t write_off_ = 0;
-  std::string close_reason_;
   steady_time close_by_{};  // a closing connection whose peer stopped reading is dropped after this
   int inflight_batches_ = 0;  // telemetry batches submitted and not yet committed
-  bool handshaking_ = false;
-  bool read_waiting_ = false;
-  bool write_waiting_ = false;
-  bool read_wants_write_ = false;   // TLS: SSL_read needs the socket writable
-  bool write_wants_read_ = false;   // TLS: SSL_write needs the socket readable
   bool closing_ = false;
-  bool finished_ = false;
   bool attached_ = false;
   bool graceful_ = false;
 };

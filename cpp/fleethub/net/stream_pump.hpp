@@ -1,0 +1,114 @@
+// Readiness plumbing shared by the connection drivers (mqtt_session, http_session): waiting for the socket
+// to become readable or writable, routing those wake-ups through a TLS handshake first, and the TLS
+// cross-wants (SSL_read that needs the socket writable, SSL_write that needs it readable).
+// CRTP: `Derived` provides pump_read(), pump_write(), close(reason), finish(), closing(), and derives from
+// std::enable_shared_from_this<Derived> (a pending wait keeps the connection alive).
+// Thread safety: none; everything runs on the connection's io_context thread.
+#pragma once
+#include <utility>
+#include <boost/system/error_code.hpp>
+#include <memory>
+#include <string>
+
+#include "fleethub/core/log.hpp"
+#include "fleethub/net/transport.hpp"
+
+namespace fleethub::net {
+
+template <class Derived>
+class stream_pump {
+ protected:
+  explicit stream_pump(transport t) : t_(std::move(t)) {}
+
+  Derived& self() { return static_cast<Derived&>(*this); }
+
+  void wait_readable() {
+    if (read_waiting_ || finished_) return;
+    read_waiting_ = true;
+    t_.socket().async_wait(tcp::socket::wait_read, [p = self().shared_from_this()](const boost::system::error_code& ec) {
+      auto& s = static_cast<stream_pump&>(*p);
+      s.read_waiting_ = false;
+      if (s.finished_) return;
+      if (ec) return p->close("read error: " + ec.message());
+      s.on_readable();
+    });
+  }
+
+  void wait_writable() {
+    if (write_waiting_ || finished_) return;
+    write_waiting_ = true;
+    t_.socket().async_wait(tcp::socket::wait_write, [p = self().shared_from_this()](const boost::system::error_code& ec) {
+      auto& s = static_cast<stream_pump&>(*p);
+      s.write_waiting_ = false;
+      if (s.finished_) return;
+      if (ec) {
+        // The peer is gone: nothing queued can be delivered, so there is no point in a graceful close.
+        if (s.close_reason_.empty()) s.close_reason_ = "write error: " + ec.message();
+        return p->finish();
+      }
+      s.on_writable();
+    });
+  }
+
+  void on_readable() {
+    if (handshaking_) return pump_handshake();
+    if (write_wants_read_) {
+      write_wants_read_ = false;
+      self().pump_write();
+    }
+    self().pump_read();
+  }
+
+  void on_writable() {
+    if (handshaking_) return pump_handshake();
+    if (read_wants_write_) {
+      read_wants_write_ = false;
+      self().pump_read();
+    }
+    self().pump_write();
+  }
+
+  // Starts or continues the TLS server handshake; `component` names the listener in the log.
+  void pump_handshake() {
+    auto r = t_.handshake();
+    if (r.n) {
+      handshaking_ = false;
+      self().pump_read();
+      self().pump_write();  // TLS 1.3 session tickets may be waiting to go out
+      return;
+    }
+    switch (r.w) {
+      case transport::want::read: wait_readable(); return;
+      case transport::want::write: wait_writable(); return;
+      default:
+        self().log_.log(log_level::info, self().component(), "tls_failed", "TLS handshake failed",
+                        {{"remote", self().remote_}, {"error", r.error}});
+        close_reason_ = r.error;
+        self().finish();
+    }
+  }
+
+  // Starts a freshly accepted connection: the TLS handshake, or straight to reading.
+  void start_io() {
+    boost::system::error_code ec;
+    t_.socket().set_option(tcp::no_delay(true), ec);  // writes are batched by the drivers; Nagle only adds latency
+    if (t_.tls()) {
+      if (!t_.ssl()) return self().close("cannot create a TLS session");
+      handshaking_ = true;
+      pump_handshake();
+    } else {
+      wait_readable();
+    }
+  }
+
+  transport t_;
+  std::string close_reason_;
+  bool handshaking_ = false;
+  bool read_waiting_ = false;
+  bool write_waiting_ = false;
+  bool read_wants_write_ = false;   // TLS: SSL_read needs the socket writable
+  bool write_wants_read_ = false;   // TLS: SSL_write needs the socket readable
+  bool finished_ = false;
+};
+
+}  // namespace fleethub::net
