@@ -282,3 +282,32 @@ def test_device_sdk_over_websockets(sdk_hub, svc):
         client.shutdown()
     found = list(sdk_hub.events.read(device_id=dev.device_id))
     assert any(m.properties.get("via") == "ws" and json.loads(m.body) == {"t": 21.5} for m in found)
+
+
+def test_invoke_module_method_answered_by_module_client(sdk_hub, svc):
+    from azure.iot.device import IoTHubModuleClient
+
+    dev = sdk_hub.devices.create(_id("mm"))
+    svc.create_module_with_sas(dev.device_id, "edge1", None, None, None)
+    mod = svc.get_module(dev.device_id, "edge1")
+    cs = (f"HostName={sdk_hub.hostname};DeviceId={dev.device_id};ModuleId=edge1;"
+          f"SharedAccessKey={mod.authentication.symmetric_key.primary_key}")
+    client = IoTHubModuleClient.create_from_connection_string(cs, server_verification_cert=sdk_hub.ca_cert,
+                                                              connection_retry=False)
+    client.on_method_request_received = lambda req: client.send_method_response(
+        MethodResponse.create_from_method_request(req, 200, {"module": "edge1", "got": req.payload}))
+    try:
+        client.connect()
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                r = svc.invoke_device_module_method(dev.device_id, "edge1", CloudToDeviceMethod(
+                    method_name="cfg", payload=[1, 2], response_timeout_in_seconds=10))
+                break
+            except HttpOperationError as e:
+                if _status(e) != 404 or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        assert r.status == 200 and r.payload == {"module": "edge1", "got": [1, 2]}
+    finally:
+        client.shutdown()
