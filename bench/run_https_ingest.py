@@ -186,6 +186,7 @@ class HubHttps:
 # one run
 # --------------------------------------------------------------------------------------
 def run_cell(cfg, wd: Path, sysname: str, conns: int) -> dict:
+    fsync = fsync_probe(wd, 50)  # it changes over minutes on this VM (~0.1 ms or ~4 ms): record it per run
     srv = (MosquittoTLS(cfg, wd) if sysname == "mosquitto"
            else HubHttps(cfg, wd, conns, mqtt=(sysname == "fleethub-mqtt"))).start()
     gen = None
@@ -240,7 +241,8 @@ def run_cell(cfg, wd: Path, sysname: str, conns: int) -> dict:
          "rss_mb": (samp["mem"].get("VmRSS") or 0) / 1024, "rss_anon_mb": (samp["mem"].get("RssAnon") or 0) / 1024,
          "server_threads": samp["mem"].get("Threads"), "connected": (g.get("connect") or {}).get("ever_ready"),
          "disconnects": (g.get("connect") or {}).get("disconnects"), "late_start": g.get("late_start"),
-         "tls": f"{g.get('tls_version')} {g.get('tls_cipher')}", "hub_setup_s": srv.setup_s}
+         "tls": f"{g.get('tls_version')} {g.get('tls_cipher')}", "hub_setup_s": srv.setup_s,
+         "fsync_p50_us": fsync["p50_us"], "fsync_probe": fsync}
     if check is not None:
         m.update({"log_messages": check.get("messages"), "log_unique": check.get("unique"),
                   "log_check_ok": check.get("ok")})
@@ -263,6 +265,7 @@ METRICS = [  # key, label, format, ratio direction versus mosquitto (None: no ra
     ("other_cpu_pct", "other procs CPU%", "{:.0f}", None),
     ("steal_pct", "VM steal CPU%", "{:.0f}", None),
     ("rss_anon_mb", "RSS anon MB", "{:.1f}", None),
+    ("fsync_p50_us", "fdatasync p50 us", "{:.0f}", None),
 ]
 
 
@@ -333,7 +336,8 @@ def run_one(cfg, rep, cell, sysname, conns, wd):
             f"{rf.fmt(m['cpu_us_per_msg'], '{:.1f}')} server CPU-us/msg ({rf.fmt(m['server_cpu_pct'], '{:.0f}')}%), "
             f"p50/p99 {rf.fmt(m['p50_us'], '{:.0f}')}/{rf.fmt(m['p99_us'], '{:.0f}')} us, errors {m['errors']}, "
             f"lost {m['lost_in_flight']}, gen {rf.fmt(m['gen_cpu_pct'], '{:.0f}')}%, "
-            f"other {rf.fmt(m['other_cpu_pct'], '{:.0f}')}% steal {rf.fmt(m['steal_pct'], '{:.0f}')}%"
+            f"other {rf.fmt(m['other_cpu_pct'], '{:.0f}')}% steal {rf.fmt(m['steal_pct'], '{:.0f}')}%, "
+            f"fdatasync p50 {m['fsync_p50_us']:.0f} us"
             + (f", log {m['log_unique']} unique >= {entry['result']['log_check']['acked_total']} acked: "
                f"{'ok' if m['log_check_ok'] else 'FAILED'}" if "log_check_ok" in m else ""))
     except Exception as e:  # noqa: BLE001 - record and go on with the matrix
