@@ -130,6 +130,7 @@ void http_session::dispatch(proto::http::request req) {
   busy_ = true;
   keep_alive_ = req.keep_alive;
   head_ = req.method == "HEAD";
+  http10_ = req.version == 10;
   if (proto::http::iequals(path_of(req.target), opts_->websocket_path) ||
       proto::http::iequals(path_of(req.target), opts_->websocket_path + "/"))
     return upgrade(req);
@@ -177,6 +178,7 @@ void http_session::respond(proto::http::response r) {
   busy_ = false;
   last_activity_ = std::chrono::steady_clock::now();
   bool keep = keep_alive_;
+  if (keep && http10_) r.set("Connection", "keep-alive");
   auto wire = proto::http::serialize(r, keep, head_);
   writing_.insert(writing_.end(), wire.begin(), wire.end());
   if (!keep) {
