@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   cfg.data_dir = "./fleethub-embed-data";
   cfg.mqtt_tls_port = 0;    // any free port (devices using the Azure SDK need 8883)
   cfg.mqtt_plain_port = 0;
+  cfg.https_port = 0;       // any free port (WebSocket devices using the Azure SDK need 443)
   auto hub = fleethub::app::hub_server::open(cfg);
   if (!hub) {
     std::fprintf(stderr, "open failed: %s\n", hub.err().message.c_str());

@@ -35,6 +35,7 @@ class HubServerTest : public ::testing::Test {
     c.data_dir = dir_.string();
     c.mqtt_tls_port = 0;
     c.mqtt_plain_port = 0;
+    c.https_port = 0;  // tests run in parallel: never the fixed 443
     c.bind_address = "127.0.0.1";
     c.sink = [](log_record&&) {};
     auto s = app::hub_server::open(c);
