@@ -65,3 +65,15 @@ def test_c2d_example(tmp_path):
     got = [ln for ln in r.stdout.splitlines() if ln.startswith("device got:")]
     assert [ln.split()[2] for ln in got] == ["open-10", "open-50", "open-90"]
     assert "feedback: [('open-10', 'Success'), ('open-50', 'Success'), ('open-90', 'Success')]" in r.stdout
+
+
+def test_service_sdk_and_queries_example(tmp_path):
+    """The REST/query example: devices made and tagged through azure-iot-hub, queried over REST and Python."""
+    r = _run([sys.executable, str(ROOT / "examples/python/service_sdk_and_queries.py"), str(tmp_path / "data")],
+             tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "north (REST): ['sensor-0', 'sensor-1', 'sensor-2', 'sensor-3']" in r.stdout
+    assert "group: {'building': 'north', 'n': 4}" in r.stdout
+    assert "group: {'building': 'south', 'n': 2}" in r.stdout
+    assert "floor >= 3: ['sensor-3', 'sensor-4', 'sensor-5']" in r.stdout
+    assert "registry: 6 devices, 6 enabled" in r.stdout
