@@ -142,8 +142,7 @@ void http_session::dispatch(proto::http::request req) {
     std::optional<proto::http::response> early;
   };
   auto st = std::make_shared<slot>();
-  auto ex = t_.socket().get_executor();
-  api_.handle(req, remote_, [st, ex, self = shared_from_this()](proto::http::response r) {
+  api_.handle(req, remote_, [st, self = shared_from_this()](proto::http::response r) {
     {
       std::lock_guard lk(st->mu);
       if (st->in_call) {
@@ -151,7 +150,11 @@ void http_session::dispatch(proto::http::request req) {
         return;
       }
     }
-    asio::post(ex, [self, r = std::move(r)]() mutable { self->respond(std::move(r)); });
+    // Answers of one group commit (or one batch of method answers) cost this thread one wake-up.
+    auto* q = &self->commits_;
+    q->push_task([self = std::move(self), r = std::make_shared<proto::http::response>(std::move(r))]() mutable {
+      self->respond(std::move(*r));
+    });
   });
   std::optional<proto::http::response> early;
   {
