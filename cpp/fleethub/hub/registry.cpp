@@ -231,7 +231,7 @@ result<device_record> registry::create(const device_spec& spec) {
     if (auto v = validate_module_id(spec.module_id); !v) return v.err();
   if (auto e = check_key(spec.primary_key, "primaryKey"); !e) return e.err();
   if (auto e = check_key(spec.secondary_key, "secondaryKey"); !e) return e.err();
-  std::lock_guard lk(write_mu_);
+  std::lock_guard lk(stripe(spec.device_id));
   if (!spec.module_id.empty()) {
     auto parent = get(spec.device_id);
     if (!parent) return parent.err();
@@ -274,7 +274,7 @@ result<device_record> registry::create(const device_spec& spec) {
 result<device_record> registry::update(const device_spec& spec, std::string_view if_match) {
   if (auto e = check_key(spec.primary_key, "primaryKey"); !e) return e.err();
   if (auto e = check_key(spec.secondary_key, "secondaryKey"); !e) return e.err();
-  std::lock_guard lk(write_mu_);
+  std::lock_guard lk(stripe(spec.device_id));
   auto cur = get(spec.device_id, spec.module_id);
   if (!cur) return cur.err();
   if (auto e = check_etag(*cur, if_match); !e) return e.err();
@@ -307,6 +307,10 @@ result<device_record> registry::create_or_update(const device_spec& spec, std::s
   return create(spec);
 }
 
+std::mutex& registry::stripe(std::string_view device_id) const {
+  return stripes_[std::hash<std::string_view>{}(device_id) % stripes_.size()];
+}
+
 result<device_record> registry::write(device_record d, registry_change::kind k) {
   store::write_batch b;
   auto key = d.module_id.empty() ? d.device_id : module_key(d.device_id, d.module_id);
@@ -337,7 +341,7 @@ result<device_record> registry::get(std::string_view device_id, std::string_view
 }
 
 result<void> registry::remove(std::string_view device_id, std::string_view module_id, std::string_view if_match) {
-  std::lock_guard lk(write_mu_);
+  std::lock_guard lk(stripe(device_id));
   auto cur = get(device_id, module_id);
   if (!cur) return cur.err();
   if (auto e = check_etag(*cur, if_match); !e) return e.err();

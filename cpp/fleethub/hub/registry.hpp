@@ -2,8 +2,10 @@
 // Who calls it: the authenticator (connect-time lookups), the bindings (CRUD), later the REST API.
 // Owns nothing but a reference to the store; every call reads or writes through it, so a record is the same
 // for every thread and survives restarts. Thread safety: all methods may be called from any thread;
-// writes to one id are serialized by a mutex so etag checks and generation ids stay consistent.
+// writes to one device (and its modules) are serialized so etag checks and generation ids stay consistent;
+// writes to different devices commit concurrently (and share group commits).
 #pragma once
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -121,7 +123,10 @@ class registry {
   result<device_record> write(device_record rec, registry_change::kind k);
   store::backend& store_;
   now_fn now_;
-  mutable std::mutex write_mu_;
+  // Writes to one device (and its modules) are serialized so etag checks and generation ids stay
+  // consistent; writes to different devices run concurrently, so their commits share group commits.
+  std::mutex& stripe(std::string_view device_id) const;
+  mutable std::array<std::mutex, 64> stripes_;
   std::function<void(const registry_change&)> listener_;
   batch_hook batch_hook_;
   std::function<void(const registry_change&)> batch_failed_;
