@@ -146,3 +146,145 @@ TEST_F(HubServerTest, StopAndStartAgain) {
 
 }  // namespace
 }  // namespace fleethub
+
+namespace fleethub {
+namespace {
+
+// A TLS client stream to the hub's HTTPS port.
+struct https_client {
+  asio::io_context io;
+  asio::ssl::context ctx{asio::ssl::context::tls_client};
+  std::unique_ptr<asio::ssl::stream<tcp::socket>> s;
+  https_client(app::hub_server& server) {
+    ctx.load_verify_file(server.ca_cert_path());
+    ctx.set_verify_mode(asio::ssl::verify_peer);
+    s = std::make_unique<asio::ssl::stream<tcp::socket>>(io, ctx);
+    SSL_set_tlsext_host_name(s->native_handle(), "localhost");
+    SSL_set1_host(s->native_handle(), "localhost");
+    s->next_layer().connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), *server.ports().https));
+    s->handshake(asio::ssl::stream_base::client);
+  }
+  void send(std::string_view text) { asio::write(*s, asio::buffer(text.data(), text.size())); }
+  // Reads until `responses` HTTP responses (by their Content-Length) are complete.
+  std::string read_responses(int responses) {
+    std::string data;
+    auto complete = [&] {
+      std::size_t pos = 0;
+      for (int i = 0; i < responses; ++i) {
+        auto end = data.find("\r\n\r\n", pos);
+        if (end == std::string::npos) return false;
+        std::size_t len = 0;
+        auto cl = data.find("Content-Length: ", pos);
+        if (cl != std::string::npos && cl < end) len = std::stoul(data.substr(cl + 16));
+        pos = end + 4 + len;
+        if (pos > data.size()) return false;
+      }
+      return true;
+    };
+    char buf[4096];
+    while (!complete()) {
+      auto n = s->read_some(asio::buffer(buf));
+      data.append(buf, n);
+    }
+    return data;
+  }
+  // MQTT over WebSockets: one masked binary frame per call.
+  void ws_send(const bytes& payload) {
+    bytes f{0x82};
+    if (payload.size() < 126) {
+      f.push_back(static_cast<std::uint8_t>(0x80 | payload.size()));
+    } else {
+      f.push_back(0x80 | 126);
+      f.push_back(static_cast<std::uint8_t>(payload.size() >> 8));
+      f.push_back(static_cast<std::uint8_t>(payload.size()));
+    }
+    const std::uint8_t mask[4] = {0x11, 0x22, 0x33, 0x44};
+    f.insert(f.end(), mask, mask + 4);
+    for (std::size_t i = 0; i < payload.size(); ++i) f.push_back(payload[i] ^ mask[i % 4]);
+    asio::write(*s, asio::buffer(f));
+  }
+  // The next MQTT packet from the server's (unmasked) binary frames.
+  packet ws_read_packet() {
+    for (;;) {
+      if (auto p = dec.next()) return *p;
+      std::uint8_t h[2];
+      asio::read(*s, asio::buffer(h, 2));
+      EXPECT_EQ(h[0], 0x82);  // FIN + binary
+      EXPECT_EQ(h[1] & 0x80, 0);  // server frames are not masked
+      std::size_t len = h[1] & 0x7f;
+      if (len == 126) {
+        std::uint8_t e[2];
+        asio::read(*s, asio::buffer(e, 2));
+        len = (std::size_t(e[0]) << 8) | e[1];
+      }
+      bytes payload(len);
+      asio::read(*s, asio::buffer(payload));
+      dec.feed(payload);
+    }
+  }
+  decoder dec;
+};
+
+TEST_F(HubServerTest, HttpsPipelinedRequestsAndDeviceTelemetry) {
+  https_client c(*server_);
+  auto owner = server_->registry().get_policy("iothubowner");
+  ASSERT_TRUE(owner);
+  auto token = hub::make_sas_token("localhost", owner->primary_key, 4102444800, "iothubowner");
+  auto dev_token = hub::make_sas_token("localhost/devices/dev1", key_, 4102444800);
+  // Three requests in one write: a registry read, a miss, and durable telemetry; answered in order.
+  c.send("GET /devices/dev1?api-version=2021-04-12 HTTP/1.1\r\nHost: localhost\r\nAuthorization: " + token +
+         "\r\n\r\nGET /devices/nope HTTP/1.1\r\nHost: localhost\r\nAuthorization: " + token +
+         "\r\n\r\nPOST /devices/dev1/messages/events?api-version=2020-03-13 HTTP/1.1\r\nHost: localhost\r\n"
+         "Authorization: " + dev_token + "\r\niothub-messageid: via-https\r\nContent-Length: 5\r\n\r\nhello");
+  auto data = c.read_responses(3);
+  auto first = data.find("HTTP/1.1 200"), second = data.find("HTTP/1.1 404"), third = data.find("HTTP/1.1 204");
+  ASSERT_NE(first, std::string::npos) << data;
+  ASSERT_NE(second, std::string::npos) << data;
+  ASSERT_NE(third, std::string::npos) << data;
+  EXPECT_LT(first, second);
+  EXPECT_LT(second, third);
+  EXPECT_NE(data.find("\"deviceId\":\"dev1\""), std::string::npos);
+  // 204 came after the commit: the message is in the log.
+  bool found = false;
+  for (std::uint32_t part = 0; part < server_->store().partition_count(); ++part) {
+    auto rows = server_->store().read_events(part, 0, 10);
+    ASSERT_TRUE(rows);
+    for (auto& e : *rows) {
+      auto m = decode_message(e.record);
+      ASSERT_TRUE(m);
+      found |= *find_property(m->system_properties, sysprop::message_id) == "via-https";
+    }
+  }
+  EXPECT_TRUE(found);
+}
+
+TEST_F(HubServerTest, MqttOverWebSocketsConnectPublishPuback) {
+  https_client c(*server_);
+  c.send("GET /$iothub/websocket HTTP/1.1\r\nHost: localhost:443\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+         "Sec-WebSocket-Protocol: mqtt\r\n\r\n");
+  std::string head;
+  char ch;
+  while (head.find("\r\n\r\n") == std::string::npos) {
+    asio::read(*c.s, asio::buffer(&ch, 1));
+    head.push_back(ch);
+  }
+  ASSERT_EQ(head.rfind("HTTP/1.1 101", 0), 0u) << head;
+  EXPECT_NE(head.find("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), std::string::npos);
+  c.ws_send(connect_bytes(key_));
+  EXPECT_EQ(std::get<connack_packet>(c.ws_read_packet()).code, connack_code::accepted);
+  publish_packet p;
+  p.topic = "devices/dev1/messages/events/";
+  p.payload = to_bytes("over ws");
+  p.qos = 1;
+  p.packet_id = 9;
+  auto wire = encode(p);
+  // Split one packet over two frames: WebSocket frames carry a byte stream, not packets.
+  c.ws_send(bytes(wire.begin(), wire.begin() + 3));
+  c.ws_send(bytes(wire.begin() + 3, wire.end()));
+  EXPECT_EQ(std::get<puback_packet>(c.ws_read_packet()).packet_id, 9);
+  EXPECT_TRUE(server_->engine().connection_state("dev1").connected);
+}
+
+}  // namespace
+}  // namespace fleethub
