@@ -14,14 +14,6 @@ namespace asio = boost::asio;
 
 namespace {
 
-constexpr std::size_t read_chunk = 64 * 1024;
-constexpr int reads_per_wakeup = 4;
-
-std::array<std::uint8_t, read_chunk>& thread_read_buffer() {
-  thread_local std::array<std::uint8_t, read_chunk> buf;
-  return buf;
-}
-
 // IoT Hub's error envelope for refusals the parser makes before a request reaches the API.
 proto::http::response error_response(int status, const std::string& message) {
   const char* name = status == 413 ? "MessageTooLarge" : status == 408 ? "RequestTimeout" : "ArgumentInvalid";
@@ -66,43 +58,24 @@ void http_session::start() {
   start_io();
 }
 
-void http_session::pump_read() {
-  auto& buf = thread_read_buffer();
-  for (int i = 0; i < reads_per_wakeup; ++i) {
-    if (closing_ || finished_ || upgrading_) return;
-    // Backpressure: while a request is answered, read ahead at most one more maximal request.
-    if (busy_ && buffered() > opts_->limits.max_body_bytes + opts_->limits.max_header_bytes) return;
-    auto r = t_.read(buf.data(), buf.size());
-    if (r.n) {
-      last_activity_ = std::chrono::steady_clock::now();
-      if (in_off_ == in_.size()) {
-        in_.clear();
-        in_off_ = 0;
-      }
-      in_.insert(in_.end(), buf.data(), buf.data() + r.n);
-      process_input();
-      if (!t_.tls() && r.n < buf.size()) {
-        wait_readable();
-        return;
-      }
-      continue;
-    }
-    switch (r.w) {
-      case transport::want::read:
-        if (write_off_ == writing_.size() && in_off_ == in_.size()) t_.release_buffers();
-        wait_readable();
-        return;
-      case transport::want::write:
-        read_wants_write_ = true;
-        wait_writable();
-        return;
-      case transport::want::closed:
-        close(parser_.in_progress() ? "connection closed in the middle of a request" : "connection closed by client");
-        return;
-      default: close("read error: " + r.error); return;
-    }
+bool http_session::can_read() const {
+  // Backpressure: while a request is answered, read ahead at most one more maximal request.
+  return !closing_ && !upgrading_ &&
+         !(busy_ && buffered() > opts_->limits.max_body_bytes + opts_->limits.max_header_bytes);
+}
+
+void http_session::on_data(bytes_view data) {
+  last_activity_ = std::chrono::steady_clock::now();
+  if (in_off_ == in_.size()) {
+    in_.clear();
+    in_off_ = 0;
   }
-  asio::post(t_.socket().get_executor(), [self = shared_from_this()] { self->pump_read(); });
+  in_.insert(in_.end(), data.begin(), data.end());
+  process_input();
+}
+
+std::string http_session::peer_closed_reason() const {
+  return parser_.in_progress() ? "connection closed in the middle of a request" : "connection closed by client";
 }
 
 void http_session::process_input() {

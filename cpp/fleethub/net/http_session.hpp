@@ -46,7 +46,10 @@ class http_session final : public stream_pump<http_session>,
  private:
   friend class stream_pump<http_session>;
   static const char* component() { return "https"; }
-  void pump_read();
+  bool can_read() const;
+  void on_data(bytes_view data);
+  bool buffers_idle() const { return write_off_ == writing_.size() && in_off_ == in_.size(); }
+  std::string peer_closed_reason() const;
   void pump_write();
   void process_input();
   void dispatch(proto::http::request req);

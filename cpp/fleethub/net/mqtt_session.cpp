@@ -11,14 +11,6 @@ namespace asio = boost::asio;
 
 namespace {
 
-constexpr std::size_t read_chunk = 64 * 1024;
-constexpr int reads_per_wakeup = 4;  // fairness: let the thread's other connections run
-
-std::array<std::uint8_t, read_chunk>& thread_read_buffer() {
-  thread_local std::array<std::uint8_t, read_chunk> buf;
-  return buf;
-}
-
 // Telemetry and acknowledgements collected while one read is processed; flushed before on_bytes returns, so
 // per-thread scratch is enough and idle connections carry no vectors.
 struct read_scratch {
@@ -79,38 +71,6 @@ void mqtt_session::start_upgraded(bytes pending) {
 void mqtt_session::start() {
   ticks_.add(this);
   start_io();
-}
-
-void mqtt_session::pump_read() {
-  auto& buf = thread_read_buffer();
-  for (int i = 0; i < reads_per_wakeup; ++i) {
-    if (closing_ || finished_) return;
-    auto r = t_.read(buf.data(), buf.size());
-    if (r.n) {
-      on_bytes(bytes_view(buf.data(), r.n));
-      // A short plain read drained the socket: skip the recv that would only say EAGAIN (edge-triggered
-      // epoll reports data that arrives later). TLS may hold whole records inside OpenSSL, so it reads on.
-      if (!t_.tls() && r.n < buf.size() && !closing_) {
-        wait_readable();
-        return;
-      }
-      continue;
-    }
-    switch (r.w) {
-      case transport::want::read:
-        if (write_off_ == writing_.size()) t_.release_buffers();
-        wait_readable();
-        return;
-      case transport::want::write:
-        read_wants_write_ = true;
-        wait_writable();
-        return;
-      case transport::want::closed: close("connection closed by client"); return;
-      default: close("read error: " + r.error); return;
-    }
-  }
-  // Still more to read: yield to the thread's other connections, then continue.
-  asio::post(t_.socket().get_executor(), [self = shared_from_this()] { self->pump_read(); });
 }
 
 void mqtt_session::pump_write() {

@@ -57,7 +57,10 @@ class mqtt_session final : public hub::connection_link,
  private:
   friend class stream_pump<mqtt_session>;
   static const char* component() { return "mqtt"; }
-  void pump_read();
+  bool can_read() const { return !closing_; }
+  void on_data(bytes_view data) { on_bytes(data); }
+  bool buffers_idle() const { return write_off_ == writing_.size(); }
+  static const char* peer_closed_reason() { return "connection closed by client"; }
   void pump_write();
   void on_bytes(bytes_view data);
   void on_mqtt_bytes(bytes_view data);

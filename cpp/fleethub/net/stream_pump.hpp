@@ -1,12 +1,17 @@
 // Readiness plumbing shared by the connection drivers (mqtt_session, http_session): waiting for the socket
 // to become readable or writable, routing those wake-ups through a TLS handshake first, and the TLS
 // cross-wants (SSL_read that needs the socket writable, SSL_write that needs it readable).
-// CRTP: `Derived` provides pump_read(), pump_write(), close(reason), finish(), closing(), and derives from
+// CRTP: `Derived` provides pump_write(), close(reason), finish(), and the read hooks can_read() (false while
+// closing or applying backpressure), on_data(bytes) (what was read), buffers_idle() (nothing half-written or
+// half-parsed: OpenSSL may drop its buffers) and peer_closed_reason(); it derives from
 // std::enable_shared_from_this<Derived> (a pending wait keeps the connection alive).
 // Thread safety: none; everything runs on the connection's io_context thread.
 #pragma once
 #include <utility>
+#include <boost/asio/post.hpp>
 #include <boost/system/error_code.hpp>
+#include <array>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -21,6 +26,41 @@ class stream_pump {
   explicit stream_pump(transport t) : t_(std::move(t)) {}
 
   Derived& self() { return static_cast<Derived&>(*this); }
+
+  // Reads what the socket has (a few reads per wake-up, for fairness to the thread's other connections)
+  // into a per-thread buffer, so an idle connection holds no read buffer.
+  void pump_read() {
+    static constexpr int reads_per_wakeup = 4;
+    thread_local std::array<std::uint8_t, 64 * 1024> buf;
+    for (int i = 0; i < reads_per_wakeup; ++i) {
+      if (finished_ || !self().can_read()) return;
+      auto r = t_.read(buf.data(), buf.size());
+      if (r.n) {
+        self().on_data(bytes_view(buf.data(), r.n));
+        // A short plain read drained the socket: skip the recv that would only say EAGAIN (edge-triggered
+        // epoll reports data that arrives later). TLS may hold whole records inside OpenSSL, so it reads on.
+        if (!t_.tls() && r.n < buf.size() && self().can_read()) {
+          wait_readable();
+          return;
+        }
+        continue;
+      }
+      switch (r.w) {
+        case transport::want::read:
+          if (self().buffers_idle()) t_.release_buffers();
+          wait_readable();
+          return;
+        case transport::want::write:
+          read_wants_write_ = true;
+          wait_writable();
+          return;
+        case transport::want::closed: self().close(self().peer_closed_reason()); return;
+        default: self().close("read error: " + r.error); return;
+      }
+    }
+    // Still more to read: yield to the thread's other connections, then continue.
+    boost::asio::post(t_.socket().get_executor(), [p = self().shared_from_this()] { p->pump_read(); });
+  }
 
   void wait_readable() {
     if (read_waiting_ || finished_) return;
@@ -56,14 +96,14 @@ class stream_pump {
       write_wants_read_ = false;
       self().pump_write();
     }
-    self().pump_read();
+    pump_read();
   }
 
   void on_writable() {
     if (handshaking_) return pump_handshake();
     if (read_wants_write_) {
       read_wants_write_ = false;
-      self().pump_read();
+      pump_read();
     }
     self().pump_write();
   }
@@ -73,7 +113,7 @@ class stream_pump {
     auto r = t_.handshake();
     if (r.n) {
       handshaking_ = false;
-      self().pump_read();
+      pump_read();
       self().pump_write();  // TLS 1.3 session tickets may be waiting to go out
       return;
     }
