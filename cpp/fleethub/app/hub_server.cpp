@@ -33,6 +33,7 @@ struct hub_server::impl {
   std::unique_ptr<hub::registry> registry;
   std::unique_ptr<hub::engine> engine;
   std::unique_ptr<net::io_pool> pool;
+  std::unique_ptr<boost::asio::thread_pool> workers;  // blocking REST requests (http_api::may_block)
   std::unique_ptr<hub::http_api> api;
   std::unique_ptr<net::listener> tls_listener;
   std::unique_ptr<net::listener> plain_listener;
@@ -126,6 +127,10 @@ result<void> hub_server::start() {
   p_->mqtt_opts.limits.max_packet_size = c.max_message_size + 64 * 1024;  // room for topic and property bag
   auto http_opts = std::make_shared<net::http_session_options>();
   http_opts->mqtt = p_->mqtt_opts;
+  if (c.rest_workers > 0) {
+    p_->workers = std::make_unique<boost::asio::thread_pool>(c.rest_workers);
+    http_opts->workers = p_->workers.get();
+  }
   // Bodies: a 256 KB D2C message (base64 in a batch grows it by a third) or a bulk registry request.
   http_opts->limits.max_body_bytes = std::max<std::size_t>(1024 * 1024, c.max_message_size * 2);
   p_->http_opts = http_opts;
@@ -133,6 +138,7 @@ result<void> hub_server::start() {
     p_->https_listener.reset();
     p_->plain_listener.reset();
     p_->tls_listener.reset();
+    p_->workers.reset();
     p_->pool.reset();
     return e;
   };
@@ -198,6 +204,9 @@ void hub_server::stop() {
   if (p_->plain_listener) p_->plain_listener->stop();
   if (p_->https_listener) p_->https_listener->stop();
   p_->pool->stop();
+  // Blocking REST requests already handed to the workers finish (their answers go nowhere: the io threads
+  // are stopped); then no worker touches the engine, and no closure holds a session of the pool.
+  if (p_->workers) p_->workers->join();
   // Commit callbacks of batches still in the store hand back to the pool's queues: let them all run (FIFO
   // barrier) before the queues go away.
   p_->store->submit_and_wait({});
@@ -208,6 +217,7 @@ void hub_server::stop() {
   p_->tls_listener.reset();
   p_->plain_listener.reset();
   p_->https_listener.reset();
+  p_->workers.reset();
   p_->pool.reset();
   p_->expiry.reset();
   p_->log.log(log_level::info, "hub", "stopped", "hub stopped");

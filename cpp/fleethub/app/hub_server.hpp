@@ -30,6 +30,7 @@ struct hub_config {
   // 443 is fixed in the Azure device SDK for WebSockets; nullopt: off; 0: any free port.
   std::optional<std::uint16_t> https_port = 443;
   std::size_t max_page_items = 100;         // query page size cap (x-ms-max-item-count)
+  std::size_t rest_workers = 2;             // threads for REST requests that block (registry writes, queries)
   std::string tls_cert;                     // PEM chain; empty: the hub's own CA issues one in <data_dir>/certs
   std::string tls_key;
   bool durable = true;                      // false: "relaxed" (no fsync per group commit), explicit opt-in

@@ -77,6 +77,23 @@ void http_api::handle(const proto::http::request& req, std::string_view remote_a
   }
 }
 
+bool http_api::may_block(const proto::http::request& req) {
+  auto t = proto::http::parse_target(req.target);
+  if (!t || t->segments.empty()) return false;
+  const auto& s = t->segments;
+  const auto& m = req.method;
+  if (iequals(s[0], "messages")) return m == "DELETE" || m == "POST";  // feedback complete / abandon
+  if (!iequals(s[0], "devices")) return false;
+  if (m == "PUT" || m == "DELETE") return true;  // identities, modules, purge, C2D complete / reject
+  if (s.size() == 1) return true;                // GET /devices (list), POST /devices (bulk)
+  if (m == "POST") {
+    if (s.size() == 2 && iequals(s[1], "query")) return true;
+    for (auto& seg : s)
+      if (iequals(seg, "devicebound")) return true;  // C2D abandon
+  }
+  return false;
+}
+
 void http_api::dispatch(call& c) {
   const auto& s = c.target.segments;
   if (s.empty()) return c.respond(not_found_route(c.req));

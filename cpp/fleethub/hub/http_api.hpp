@@ -46,6 +46,12 @@ class http_api {
   // (no IP filter at this layer).
   void handle(const proto::http::request& req, std::string_view remote_address, respond_fn respond);
 
+  // True for requests whose handling waits on the calling thread: identity writes and bulk operations,
+  // purge, C2D and feedback settlement (each waits for a store commit), device lists, and queries (a scan of
+  // the registry). Callers that must not block (the io threads) run these elsewhere. Cheap: looks at the
+  // method and the path only.
+  static bool may_block(const proto::http::request& req);
+
   query_runner& queries() { return queries_; }
   const http_api_options& options() const { return opt_; }
 

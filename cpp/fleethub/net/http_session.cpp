@@ -107,6 +107,20 @@ void http_session::dispatch(proto::http::request req) {
   if (proto::http::iequals(path_of(req.target), opts_->websocket_path) ||
       proto::http::iequals(path_of(req.target), opts_->websocket_path + "/"))
     return upgrade(req);
+  if (opts_->workers && hub::http_api::may_block(req)) {
+    // The answer comes back through the commit queue like any off-thread answer. The closures keep the
+    // session alive, and the last of them runs on this io thread, so the session is never destroyed on a
+    // worker.
+    asio::post(*opts_->workers, [self = shared_from_this(), req = std::move(req)]() mutable {
+      self->api_.handle(req, self->remote_, [self](proto::http::response r) {
+        auto* q = &self->commits_;
+        q->push_task([self, r = std::make_shared<proto::http::response>(std::move(r))]() mutable {
+          self->respond(std::move(*r));
+        });
+      });
+    });
+    return;
+  }
   // The API may answer inside handle() (most routes) or later from another thread (commits, method
   // answers). A synchronous answer is applied after handle() returns, so respond() never re-enters.
   struct slot {

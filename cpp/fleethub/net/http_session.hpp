@@ -8,6 +8,7 @@
 #pragma once
 #include <utility>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -30,6 +31,9 @@ struct http_session_options {
   std::chrono::seconds request_timeout{30};  // from a request's first byte to its last (slow senders)
   std::string websocket_path = "/$iothub/websocket";
   mqtt_session_options mqtt;                 // for connections upgraded to MQTT over WebSockets
+  // Requests that wait on their thread (hub::http_api::may_block: registry writes, queries, ...) run here,
+  // so an io thread never stalls its other connections on a commit or a scan. Null: run them inline.
+  boost::asio::thread_pool* workers = nullptr;
 };
 
 class http_session final : public stream_pump<http_session>,

@@ -617,3 +617,46 @@ TEST_F(http_api_test, C2dReceiveCompleteRejectAbandon) {
 
 }  // namespace
 }  // namespace fleethub::hub
+
+namespace fleethub::hub {
+namespace {
+
+// Which requests the net layer moves off its io threads: those that wait for a commit or scan the registry.
+TEST(HttpApiMayBlock, RegistryWritesQueriesAndSettlementsOnly) {
+  auto req = [](std::string method, std::string target) {
+    proto::http::request r;
+    r.method = std::move(method);
+    r.target = std::move(target);
+    return r;
+  };
+  for (auto& [m, t] : std::vector<std::pair<std::string, std::string>>{
+           {"PUT", "/devices/d1?api-version=2021-04-12"},
+           {"DELETE", "/devices/d1"},
+           {"PUT", "/devices/d1/modules/m1"},
+           {"POST", "/devices?api-version=2021-04-12"},
+           {"GET", "/devices?top=1000"},
+           {"POST", "/devices/query?api-version=2021-04-12"},
+           {"DELETE", "/devices/d1/commands"},
+           {"DELETE", "/devices/d1/messages/devicebound/lock?reject"},
+           {"POST", "/devices/d1/messages/deviceBound/lock/abandon"},
+           {"DELETE", "/messages/serviceBound/feedback/lock"},
+           {"POST", "/messages/serviceBound/feedback/lock/abandon"},
+       })
+    EXPECT_TRUE(http_api::may_block(req(m, t))) << m << " " << t;
+  for (auto& [m, t] : std::vector<std::pair<std::string, std::string>>{
+           {"GET", "/devices/d1"},
+           {"POST", "/devices/d1/messages/events"},
+           {"GET", "/devices/d1/messages/devicebound"},
+           {"GET", "/twins/d1"},
+           {"PATCH", "/twins/d1"},
+           {"PUT", "/twins/d1"},
+           {"POST", "/twins/d1/methods"},
+           {"GET", "/statistics/devices"},
+           {"GET", "/messages/serviceBound/feedback"},
+           {"GET", "not a target"},
+       })
+    EXPECT_FALSE(http_api::may_block(req(m, t))) << m << " " << t;
+}
+
+}  // namespace
+}  // namespace fleethub::hub
