@@ -236,13 +236,21 @@ TEST_F(HubServerTest, HttpsPipelinedRequestsAndDeviceTelemetry) {
   ASSERT_TRUE(owner);
   auto token = hub::make_sas_token("localhost", owner->primary_key, 4102444800, "iothubowner");
   auto dev_token = hub::make_sas_token("localhost/devices/dev1", key_, 4102444800);
-  // Three requests in one write: a registry read, a miss, and durable telemetry; answered in order.
+  // Four requests in one write: a registry read, a query (run on a REST worker), a miss, and durable
+  // telemetry; answered in order.
+  const std::string query = R"({"query":"SELECT deviceId FROM devices"})";
   c.send("GET /devices/dev1?api-version=2021-04-12 HTTP/1.1\r\nHost: localhost\r\nAuthorization: " + token +
-         "\r\n\r\nGET /devices/nope HTTP/1.1\r\nHost: localhost\r\nAuthorization: " + token +
+         "\r\n\r\nPOST /devices/query HTTP/1.1\r\nHost: localhost\r\nAuthorization: " + token +
+         "\r\nContent-Length: " + std::to_string(query.size()) + "\r\n\r\n" + query +
+         "GET /devices/nope HTTP/1.1\r\nHost: localhost\r\nAuthorization: " + token +
          "\r\n\r\nPOST /devices/dev1/messages/events?api-version=2020-03-13 HTTP/1.1\r\nHost: localhost\r\n"
          "Authorization: " + dev_token + "\r\niothub-messageid: via-https\r\nContent-Length: 5\r\n\r\nhello");
-  auto data = c.read_responses(3);
+  auto data = c.read_responses(4);
   auto first = data.find("HTTP/1.1 200"), second = data.find("HTTP/1.1 404"), third = data.find("HTTP/1.1 204");
+  auto rows = data.find(R"([{"deviceId":"dev1"}])");
+  ASSERT_NE(rows, std::string::npos) << data;
+  EXPECT_LT(first, rows);
+  EXPECT_LT(rows, second);
   ASSERT_NE(first, std::string::npos) << data;
   ASSERT_NE(second, std::string::npos) << data;
   ASSERT_NE(third, std::string::npos) << data;
