@@ -15,6 +15,7 @@
 #include "fleethub/net/http_session.hpp"
 #include "fleethub/net/listener.hpp"
 #include "fleethub/net/mqtt_session.hpp"
+#include "fleethub/net/telemetry_stage.hpp"
 
 namespace fleethub::app {
 
@@ -134,6 +135,14 @@ result<void> hub_server::start() {
   // Bodies: a 256 KB D2C message (base64 in a batch grows it by a third) or a bulk registry request.
   http_opts->limits.max_body_bytes = std::max<std::size_t>(1024 * 1024, c.max_message_size * 2);
   p_->http_opts = http_opts;
+  // HTTPS telemetry handled on an io thread joins that thread's batch (with its MQTT publishes).
+  p_->api->set_ingest([eng = p_->engine.get()](std::vector<hub::publish_telemetry> msgs, store::commit_callback done) {
+    if (auto* ctx = net::io_pool::current()) {
+      net::telemetry_stage::here().add(*eng, ctx->get_executor(), msgs, std::move(done));
+      return;
+    }
+    eng->ingest(std::move(msgs), std::move(done));
+  });
   auto fail = [&](error e) -> result<void> {
     p_->https_listener.reset();
     p_->plain_listener.reset();

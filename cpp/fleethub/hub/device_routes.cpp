@@ -132,10 +132,12 @@ void http_api::send_events(call& c, const device_caller& who) {
     }
   }
   // 204 only once the messages are durable (architecture: acknowledged only after the commit).
-  eng_.ingest(std::move(out), [respond = c.respond](const store::commit_result& r) {
+  store::commit_callback done = [respond = c.respond](const store::commit_result& r) {
     if (r.ok()) return respond(empty_response(204));
     respond(error_response(to_rest_error(r.err)));
-  });
+  };
+  if (ingest_) return ingest_(std::move(out), std::move(done));
+  eng_.ingest(std::move(out), std::move(done));
 }
 
 void http_api::receive_c2d(call& c, const device_caller& who) {

@@ -18,6 +18,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "fleethub/core/message.hpp"
 #include "fleethub/hub/engine.hpp"
@@ -51,6 +52,11 @@ class http_api {
   // the registry). Callers that must not block (the io threads) run these elsewhere. Cheap: looks at the
   // method and the path only.
   static bool may_block(const proto::http::request& req);
+
+  // How device telemetry reaches the store: engine::ingest by default. The net layer installs one that
+  // stages the messages of an io thread's loop turn into one write batch (shared with MQTT publishes).
+  using ingest_fn = std::function<void(std::vector<publish_telemetry>, store::commit_callback)>;
+  void set_ingest(ingest_fn f) { ingest_ = std::move(f); }
 
   query_runner& queries() { return queries_; }
   const http_api_options& options() const { return opt_; }
@@ -114,6 +120,7 @@ class http_api {
   registry& reg_;
   http_api_options opt_;
   query_runner queries_;
+  ingest_fn ingest_;  // empty: engine::ingest
 };
 
 }  // namespace fleethub::hub

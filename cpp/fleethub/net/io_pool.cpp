@@ -36,12 +36,22 @@ void io_pool::arm(std::size_t i) {
   });
 }
 
+namespace {
+thread_local boost::asio::io_context* current_context = nullptr;
+}  // namespace
+
+boost::asio::io_context* io_pool::current() { return current_context; }
+
 void io_pool::start() {
   if (!threads_.empty()) return;
   for (std::size_t i = 0; i < contexts_.size(); ++i) {
     guards_.emplace_back(contexts_[i]->get_executor());
     arm(i);
-    threads_.emplace_back([ctx = contexts_[i].get()] { ctx->run(); });
+    threads_.emplace_back([ctx = contexts_[i].get()] {
+      current_context = ctx;
+      ctx->run();
+      current_context = nullptr;
+    });
   }
 }
 

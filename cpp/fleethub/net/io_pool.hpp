@@ -29,6 +29,8 @@ class io_pool {
   tick_list& ticks(std::size_t i) { return *ticks_[i]; }
   commit_queue& commits(std::size_t i) { return *commits_[i]; }
   std::size_t size() const { return contexts_.size(); }
+  // The io_context whose thread is calling (null on any other thread).
+  static boost::asio::io_context* current();
 
  private:
   using guard = boost::asio::executor_work_guard<boost::asio::io_context::executor_type>;

@@ -1,5 +1,7 @@
 #include "fleethub/net/mqtt_session.hpp"
 
+#include "fleethub/net/telemetry_stage.hpp"
+
 #include <boost/asio/post.hpp>
 #include <openssl/x509.h>
 
@@ -261,45 +263,6 @@ void mqtt_session::handle_connect(proto::mqtt::connect_event& ev) {
   for (auto& e : more) handle(e);
 }
 
-// Telemetry of every connection of this io thread, collected during one turn of its event loop and handed
-// to the store as one write batch: a thousand devices each sending one message per read cost one store
-// submission (and one commit callback), not a thousand.
-struct mqtt_session::ingest_stage {
-  struct waiter {
-    std::shared_ptr<mqtt_session> session;
-    std::vector<std::uint16_t> acks;
-  };
-  std::vector<hub::publish_telemetry> messages;
-  std::vector<waiter> waiters;  // sessions with QoS 1 publishes to acknowledge once durable
-  hub::engine* engine = nullptr;
-  bool posted = false;
-};
-
-mqtt_session::ingest_stage& mqtt_session::stage() {
-  thread_local ingest_stage s;
-  return s;
-}
-
-void mqtt_session::flush_stage() {
-  auto& st = stage();
-  st.posted = false;
-  if (st.messages.empty() && st.waiters.empty()) return;
-  std::vector<hub::publish_telemetry> messages;
-  messages.swap(st.messages);
-  st.messages.reserve(messages.capacity());
-  store::commit_callback done;
-  if (!st.waiters.empty()) {
-    done = [waiters = std::move(st.waiters)](const store::commit_result& r) mutable {
-      // Runs on the store's writer thread: hand back to each connection's thread, batched per thread.
-      for (auto& w : waiters)
-        w.session->commits_.push(w.session, std::move(w.acks), r.ok(), r.ok() ? std::string() : r.err.message);
-    };
-    st.waiters.clear();
-  }
-  // QoS 0 alone needs no callback: nothing is acknowledged, and a lost QoS 0 message is within its contract.
-  st.engine->ingest(std::move(messages), std::move(done));
-}
-
 void mqtt_session::flush_telemetry() {
   auto& sc = scratch();
   if (sc.telemetry.empty() && sc.acks.empty()) return;
@@ -308,20 +271,17 @@ void mqtt_session::flush_telemetry() {
     sc.acks.clear();
     return;
   }
-  auto& st = stage();
-  for (auto& t : sc.telemetry) st.messages.push_back(std::move(t));
-  sc.telemetry.clear();
+  store::commit_callback done;
   if (!sc.acks.empty()) {
     ++inflight_batches_;
-    st.waiters.push_back({shared_from_this(), std::move(sc.acks)});
+    // Runs on the store's writer thread: hand back to this connection's thread, batched per thread.
+    done = [self = shared_from_this(), acks = std::move(sc.acks)](const store::commit_result& r) mutable {
+      self->commits_.push(self, std::move(acks), r.ok(), r.ok() ? std::string() : r.err.message);
+    };
     sc.acks.clear();
   }
-  st.engine = &engine_;
-  if (!st.posted) {
-    st.posted = true;
-    // Runs after the handlers already ready on this thread, i.e. after this turn's other reads.
-    asio::post(t_.socket().get_executor(), [] { flush_stage(); });
-  }
+  telemetry_stage::here().add(engine_, t_.socket().get_executor(), sc.telemetry, std::move(done));
+  sc.telemetry.clear();
 }
 
 void mqtt_session::on_committed(std::vector<std::uint16_t>& acks, bool ok, const std::string& error) {

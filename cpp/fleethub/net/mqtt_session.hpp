@@ -68,9 +68,6 @@ class mqtt_session final : public hub::connection_link,
   void handle_connect(proto::mqtt::connect_event& ev);
   void flush_telemetry();
   void flush_pubacks();
-  struct ingest_stage;
-  static ingest_stage& stage();
-  static void flush_stage();
   void close(std::string reason, bool graceful = false);
   void publish_will();
   void finish();
