@@ -41,6 +41,7 @@ import signal
 import sys
 import threading
 import time
+from _bench_io import write_json  # noqa: E402
 
 # ============================ ADAPTER: fleethub API =====================================
 import fleethub
@@ -405,10 +406,6 @@ async def run_c2d(hub, devices, rate, window, size, start_ns, ws, we, stop_ns, d
     return st
 
 
-def write_json(path, obj):
-    with open(path + ".tmp", "w") as f:
-        json.dump(obj, f)
-    os.rename(path + ".tmp", path)
 
 
 def main():

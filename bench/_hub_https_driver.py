@@ -23,6 +23,7 @@ import os
 import signal
 import sys
 import time
+from _bench_io import write_json  # noqa: E402
 
 # ============================ ADAPTER: fleethub API =====================================
 import fleethub
@@ -85,10 +86,6 @@ def count_log(hub):
             "per_partition": per_part, "read_s": round(time.time() - t0, 3)}
 
 
-def write_json(path, obj):
-    with open(path + ".tmp", "w") as f:
-        json.dump(obj, f)
-    os.rename(path + ".tmp", path)
 
 
 def main():

@@ -27,6 +27,7 @@ import signal
 import sys
 import threading
 import time
+from _bench_io import write_json  # noqa: E402
 
 # ============================ ADAPTER: fleethub API =====================================
 import fleethub
@@ -174,10 +175,6 @@ async def run_methods(hub, devices, conc, start_ns, ws, we, stop_ns, timeout):
     return st
 
 
-def write_json(path, obj):
-    with open(path + ".tmp", "w") as f:
-        json.dump(obj, f)
-    os.rename(path + ".tmp", path)
 
 
 def main():

@@ -118,6 +118,15 @@ def median(xs):
     return statistics.median(xs) if xs else None
 
 
+def spread(runs, key, match):
+    """{median, min, max, n} of metric `key` over the runs that `match` accepts (failed runs and missing
+    values are skipped): the per-system entry of every runner's summary."""
+    vals = [r["result"]["metrics"].get(key) for r in runs if match(r) and "error" not in r]
+    vals = [v for v in vals if v is not None]
+    return {"median": median(vals), "min": min(vals) if vals else None, "max": max(vals) if vals else None,
+            "n": len(vals)}
+
+
 def find_loadgen(explicit: str | None) -> Path:
     cands = []
     if explicit:
@@ -672,11 +681,7 @@ def summarize(runs, systems):
         for key, label, f, direction in metrics:
             entry = {}
             for s in systems:
-                vals = [r["result"]["metrics"].get(key) for r in runs if r["cell"] == cell and r["system"] == s
-                        and "error" not in r]
-                vals = [v for v in vals if v is not None]
-                entry[s] = {"median": median(vals), "min": min(vals) if vals else None,
-                            "max": max(vals) if vals else None, "n": len(vals)}
+                entry[s] = spread(runs, key, lambda r: r["cell"] == cell and r["system"] == s)
             if "mosquitto" in systems and "fleethub" in systems:
                 entry["ratio"] = ratio(entry["mosquitto"]["median"], entry["fleethub"]["median"], direction)
                 entry["ratio_def"] = direction

@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from _bench_io import write_json  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -138,11 +139,6 @@ def driver_serve(a) -> None:
         hub.close()
 
 
-def write_json(path, obj) -> None:
-    path = str(path)
-    with open(path + ".tmp", "w") as f:
-        json.dump(obj, f)
-    os.rename(path + ".tmp", path)
 
 
 # ======================================================================================

@@ -371,11 +371,7 @@ def summarize(runs, systems):
         for key, _label, _f, direction in METRICS:
             e = {}
             for s in present:
-                vals = [r["result"]["metrics"].get(key) for r in runs
-                        if r["cell"] == cell and r["system"] == s and "error" not in r]
-                vals = [v for v in vals if v is not None]
-                e[s] = {"median": rf.median(vals), "min": min(vals) if vals else None,
-                        "max": max(vals) if vals else None, "n": len(vals)}
+                e[s] = rf.spread(runs, key, lambda r: r["cell"] == cell and r["system"] == s)
             if "mosquitto" in present and "fleethub" in present and direction:
                 e["ratio"] = rf.ratio(e["mosquitto"]["median"], e["fleethub"]["median"], direction)
                 e["ratio_def"] = direction
