@@ -189,26 +189,7 @@ void http_session::refuse(int status, const std::string& message) {
 
 void http_session::pump_write() {
   if (finished_ || write_waiting_ || write_wants_read_) return;
-  while (write_off_ < writing_.size()) {
-    auto r = t_.write(writing_.data() + write_off_, writing_.size() - write_off_);
-    if (r.n) {
-      write_off_ += r.n;
-      continue;
-    }
-    switch (r.w) {
-      case transport::want::write: wait_writable(); return;
-      case transport::want::read:
-        write_wants_read_ = true;
-        wait_readable();
-        return;
-      default:
-        if (close_reason_.empty())
-          close_reason_ = r.w == transport::want::closed ? "connection closed by client" : "write error: " + r.error;
-        closing_ = true;
-        finish();
-        return;
-    }
-  }
+  if (!write_out()) return;
   bytes().swap(writing_);
   write_off_ = 0;
   if (upgrading_) return hand_over();

@@ -75,8 +75,6 @@ class http_session final : public stream_pump<http_session>,
   proto::http::request_parser parser_;
   bytes in_;                 // read and not yet parsed (pipelined requests wait here while one is answered)
   std::size_t in_off_ = 0;
-  bytes writing_;
-  std::size_t write_off_ = 0;
   steady_time last_activity_;
   steady_time close_by_{};
   std::uint64_t requests_ = 0;

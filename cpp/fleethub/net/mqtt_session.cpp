@@ -101,24 +101,7 @@ void mqtt_session::pump_write() {
       write_off_ = 0;
       if (writing_.empty()) continue;
     }
-    auto r = t_.write(writing_.data() + write_off_, writing_.size() - write_off_);
-    if (r.n) {
-      write_off_ += r.n;
-      continue;
-    }
-    switch (r.w) {
-      case transport::want::write: wait_writable(); return;
-      case transport::want::read:
-        write_wants_read_ = true;
-        wait_readable();
-        return;
-      default:
-        closing_ = true;
-        if (close_reason_.empty()) close_reason_ = r.w == transport::want::closed ? "connection closed by client"
-                                                                                 : "write error: " + r.error;
-        finish();
-        return;
-    }
+    if (!write_out()) return;
   }
 }
 

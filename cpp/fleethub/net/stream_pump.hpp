@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 
+#include "fleethub/core/bytes.hpp"
 #include "fleethub/core/log.hpp"
 #include "fleethub/net/transport.hpp"
 
@@ -128,6 +129,31 @@ class stream_pump {
     }
   }
 
+  // Writes writing_[write_off_..]. True when all of it went out; false when it waits for the socket (a
+  // wake-up resumes the derived pump_write) or the peer is gone (finished).
+  bool write_out() {
+    while (write_off_ < writing_.size()) {
+      auto r = t_.write(writing_.data() + write_off_, writing_.size() - write_off_);
+      if (r.n) {
+        write_off_ += r.n;
+        continue;
+      }
+      switch (r.w) {
+        case transport::want::write: wait_writable(); return false;
+        case transport::want::read:
+          write_wants_read_ = true;
+          wait_readable();
+          return false;
+        default:
+          if (close_reason_.empty())
+            close_reason_ = r.w == transport::want::closed ? "connection closed by client" : "write error: " + r.error;
+          self().finish();
+          return false;
+      }
+    }
+    return true;
+  }
+
   // Starts a freshly accepted connection: the TLS handshake, or straight to reading.
   void start_io() {
     boost::system::error_code ec;
@@ -142,6 +168,8 @@ class stream_pump {
   }
 
   transport t_;
+  bytes writing_;              // being written; empty (no capacity) while idle
+  std::size_t write_off_ = 0;
   std::string close_reason_;
   bool handshaking_ = false;
   bool read_waiting_ = false;
