@@ -1,6 +1,8 @@
 #include "fleethub/hub/query_runner.hpp"
 
 #include <algorithm>
+#include <optional>
+#include <cctype>
 #include <limits>
 #include <utility>
 #include <vector>
@@ -101,6 +103,59 @@ class twin_scan {
   twin_document twin_;
 };
 
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
+  return true;
+}
+
+// Resolves WHERE paths against one scanned identity without building its service twin when it can: tags and
+// user properties are read from the twin document itself, deviceId/moduleId from the record. Anything else
+// (identity fields, $metadata, $version, whole sections) builds the service twin once and reads it there, so
+// every path sees exactly what GET /twins returns. Most rows of a selective query never build it.
+class twin_resolver final : public query::resolver {
+ public:
+  twin_resolver(engine& eng, const device_record& rec, const twin_document& twin)
+      : eng_(eng), rec_(rec), twin_(twin) {}
+
+  const json::value* resolve(const query::path& p) const override {
+    if (!p.empty() && p[0].index < 0) {
+      const std::string& top = p[0].name;
+      if (iequals(top, "tags")) return query::resolve_in(twin_.tags, p, 1);
+      if (iequals(top, "properties") && p.size() >= 3 && p[1].index < 0 && p[2].index < 0 &&
+          !p[2].name.empty() && p[2].name[0] != '$') {
+        // User property names never start with '$' (twin key rules), so this is exactly the service view.
+        if (iequals(p[1].name, "desired")) return query::resolve_in(twin_.desired, p, 2);
+        if (iequals(p[1].name, "reported")) return query::resolve_in(twin_.reported, p, 2);
+      }
+      if (p.size() == 1 && iequals(top, "deviceId")) return id(device_id_, rec_.device_id);
+      if (p.size() == 1 && iequals(top, "moduleId") && !rec_.module_id.empty()) return id(module_id_, rec_.module_id);
+    }
+    return query::resolve_in(full(), p);
+  }
+
+  // The service twin (the same JSON as GET /twins), built at most once.
+  const json::value& full() const {
+    if (!full_) full_ = service_twin_json(eng_, rec_, twin_);
+    return *full_;
+  }
+  json::value take_full() {
+    full();
+    return std::move(*full_);
+  }
+
+ private:
+  static const json::value* id(std::optional<json::value>& slot, const std::string& v) {
+    if (!slot) slot = json::value(v);
+    return &*slot;
+  }
+  engine& eng_;
+  const device_record& rec_;
+  const twin_document& twin_;
+  mutable std::optional<json::value> full_, device_id_, module_id_;
+};
+
 std::int64_t now_unix_s() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
@@ -141,8 +196,8 @@ result<query_page> query_runner::run(std::string_view text, std::string_view con
       auto more = scan.next();
       if (!more) return more.err();
       if (!*more) break;
-      auto doc = service_twin_json(eng_, scan.record(), scan.twin());
-      if (q->matches(doc)) agg.add(doc);
+      twin_resolver r(eng_, scan.record(), scan.twin());
+      if (q->where().matches(r)) agg.add(r.full());
     }
     auto rows = agg.finish();
     const std::uint64_t total = std::min<std::uint64_t>(rows.size(), cap);
@@ -161,8 +216,9 @@ result<query_page> query_runner::run(std::string_view text, std::string_view con
     auto more = scan.next();
     if (!more) return more.err();
     if (!*more) break;
-    auto doc = service_twin_json(eng_, scan.record(), scan.twin());
-    if (!q->matches(doc)) continue;
+    twin_resolver r(eng_, scan.record(), scan.twin());
+    if (!q->where().matches(r)) continue;
+    auto doc = r.take_full();
     if (out.items.size() == limit) {
       // One more match exists: the page is full and another follows. It resumes after the last one returned.
       issue(cur.emitted + out.items.size(), std::move(last));

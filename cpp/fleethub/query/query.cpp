@@ -38,9 +38,10 @@ const std::pair<std::string, json::value>* member(const json::object& o, std::st
 
 }  // namespace
 
-const json::value* lookup(const json::value& doc, const path& p, const std::string** stored) {
+const json::value* lookup(const json::value& doc, const path& p, const std::string** stored, std::size_t first) {
   const json::value* cur = &doc;
-  for (const path_segment& s : p) {
+  for (std::size_t i = first; i < p.size(); ++i) {
+    const path_segment& s = p[i];
     if (s.index >= 0) {
       if (!cur->is_array()) return nullptr;
       const json::array& a = cur->as_array();
@@ -62,6 +63,10 @@ const json::value* lookup(const json::value& doc, const path& p, const std::stri
 // ---- document_resolver ----------------------------------------------------------------------------------
 
 const json::value* document_resolver::resolve(const path& p) const { return detail::lookup(doc_, p); }
+
+const json::value* resolve_in(const json::value& doc, const path& p, std::size_t first) {
+  return detail::lookup(doc, p, nullptr, first);
+}
 
 // ---- condition ------------------------------------------------------------------------------------------
 

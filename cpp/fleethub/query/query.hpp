@@ -45,6 +45,11 @@ class document_resolver final : public resolver {
   const json::value& doc_;
 };
 
+// Walks p[first..] from `doc` the way document_resolver does (members case-insensitively, an exact match
+// winning; subscripts into arrays). nullptr when the path does not exist. Lets a resolver that builds its
+// document in pieces resolve a path inside one piece.
+const json::value* resolve_in(const json::value& doc, const path& p, std::size_t first = 0);
+
 struct compile_options {
   // Route conditions: `$`-prefixed names are allowed and every function of §3.5 is available. Twin queries
   // allow the type and string functions the issue lists (IS_*, STARTS_WITH/STARTSWITH, ENDS_WITH/ENDSWITH).

@@ -23,7 +23,8 @@ namespace detail {
 // Walks `p` through `doc` like document_resolver (case-insensitive members, exact match first; subscripts
 // index arrays). When `stored` is given it receives the document's own spelling of the last member name
 // on the path (projection and GROUP BY output keys). nullptr when the path does not resolve.
-const json::value* lookup(const json::value& doc, const path& p, const std::string** stored = nullptr);
+const json::value* lookup(const json::value& doc, const path& p, const std::string** stored = nullptr,
+                         std::size_t first = 0);
 
 }  // namespace detail
 }  // namespace fleethub::query

@@ -2,6 +2,7 @@
 // paged by offset, continuation token validity, and (disabled by default) timings over 100,000 devices:
 //   query_runner_test --gtest_also_run_disabled_tests --gtest_filter='query_runner_test.*Perf*'
 #include "fleethub/hub/query_runner.hpp"
+#include "fleethub/query/query.hpp"
 
 #include <gtest/gtest.h>
 
@@ -268,6 +269,53 @@ TEST_F(query_runner_test, DISABLED_Perf100kDevices) {
   std::cout << "COUNT() over all: " << ms() << " ms\n";
   EXPECT_EQ(dense.size(), 10000u);
   EXPECT_EQ(groups.size(), 10u);
+}
+
+}  // namespace
+}  // namespace fleethub::hub
+
+namespace fleethub::hub {
+namespace {
+
+// The WHERE fast path (tags and user properties read from the twin itself, ids from the record) must agree
+// with evaluating the condition on the full service twin (what SELECT * returns) for every kind of path.
+TEST_F(query_runner_test, FastPathAgreesWithTheServiceTwin) {
+  seed(60);
+  ASSERT_TRUE(reg_->update({.device_id = id_of(3), .enabled = false}));
+  const auto twins = all_pages("SELECT * FROM devices", 100);
+  ASSERT_EQ(twins.size(), 60u);
+  const char* conditions[] = {
+      "tags.floor = 3",
+      "TAGS.Floor = 3",
+      "tags = tags",
+      "IS_OBJECT(tags)",
+      "properties.reported.temp > 50",
+      "Properties.Reported.TEMP > 50",
+      "IS_DEFINED(properties.reported.$metadata.temp)",
+      "properties.reported.$version = 2",
+      "IS_OBJECT(properties.desired)",
+      "deviceId = 'd000007'",
+      "DeviceId = 'd000007'",
+      "STARTSWITH(deviceId, 'd00001')",
+      "IS_DEFINED(moduleId)",
+      "status = 'disabled'",
+      "tags.nope = 1",
+      "properties.desired.x = 1",
+  };
+  for (const char* c : conditions) {
+    const std::string text = std::string("SELECT deviceId FROM devices WHERE ") + c;
+    auto q = fleethub::query::compile_query(text);
+    ASSERT_TRUE(q) << c;
+    json::array want;
+    for (const auto& t : twins)
+      if (q->matches(t)) want.push_back(json::object{{"deviceId", *t.find("deviceId")}});
+    EXPECT_EQ(json::serialize(json::value(all_pages(text, 100))), json::serialize(json::value(want))) << c;
+  }
+  EXPECT_EQ(all_pages("SELECT deviceId FROM devices WHERE tags.floor = 3", 100).size(), 6u);
+  EXPECT_EQ(all_pages("SELECT deviceId FROM devices WHERE IS_DEFINED(properties.reported.$metadata.temp)", 100).size(),
+            60u);
+  EXPECT_EQ(all_pages("SELECT deviceId FROM devices WHERE status = 'disabled'", 100).size(), 1u);
+  EXPECT_EQ(all_pages("SELECT deviceId FROM devices WHERE DeviceId = 'd000007'", 100).size(), 1u);
 }
 
 }  // namespace
