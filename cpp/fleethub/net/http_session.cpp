@@ -112,12 +112,7 @@ void http_session::dispatch(proto::http::request req) {
     // session alive, and the last of them runs on this io thread, so the session is never destroyed on a
     // worker.
     asio::post(*opts_->workers, [self = shared_from_this(), req = std::move(req)]() mutable {
-      self->api_.handle(req, self->remote_, [self](proto::http::response r) {
-        auto* q = &self->commits_;
-        q->push_task([self, r = std::make_shared<proto::http::response>(std::move(r))]() mutable {
-          self->respond(std::move(*r));
-        });
-      });
+      self->api_.handle(req, self->remote_, [self](proto::http::response r) { answer_later(self, std::move(r)); });
     });
     return;
   }
@@ -137,11 +132,7 @@ void http_session::dispatch(proto::http::request req) {
         return;
       }
     }
-    // Answers of one group commit (or one batch of method answers) cost this thread one wake-up.
-    auto* q = &self->commits_;
-    q->push_task([self = std::move(self), r = std::make_shared<proto::http::response>(std::move(r))]() mutable {
-      self->respond(std::move(*r));
-    });
+    answer_later(self, std::move(r));
   });
   std::optional<proto::http::response> early;
   {
@@ -150,6 +141,13 @@ void http_session::dispatch(proto::http::request req) {
     early = std::move(st->early);
   }
   if (early) respond(std::move(*early));
+}
+
+void http_session::answer_later(const std::shared_ptr<http_session>& self, proto::http::response r) {
+  // Answers of one group commit (or one batch of method answers) cost the io thread one wake-up.
+  self->commits_.push_task([self, r = std::make_shared<proto::http::response>(std::move(r))]() mutable {
+    self->respond(std::move(*r));
+  });
 }
 
 void http_session::upgrade(const proto::http::request& req) {
