@@ -379,3 +379,26 @@ def test_python_query_iterator_pages_and_dataframe(hub):
     df = hub.query("SELECT deviceId, tags.n AS n FROM devices WHERE tags.n < 3").to_pandas()
     assert isinstance(df, pd.DataFrame)
     assert sorted(df["n"].tolist()) == [0, 1, 2]
+
+
+def test_expect_100_continue_is_answered_before_the_body(hub):
+    """A client that sends `Expect: 100-continue` (curl does for larger bodies) gets `100 Continue` at once
+    and then the final answer, without waiting for its own timeout."""
+    dev = hub.devices.create("cont")
+    s = _raw_tls(hub)
+    body = b'{"t":1}'
+    s.sendall(f"POST /devices/cont/messages/events?api-version=2020-03-13 HTTP/1.1\r\nHost: localhost\r\n"
+              f"Authorization: {_device_token(hub, dev)}\r\nExpect: 100-continue\r\n"
+              f"Content-Length: {len(body)}\r\n\r\n".encode())
+    s.settimeout(5)
+    interim = b""
+    while b"\r\n\r\n" not in interim:
+        interim += s.recv(4096)
+    assert interim.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+    s.sendall(body)
+    final = interim[len(b"HTTP/1.1 100 Continue\r\n\r\n"):]
+    while b"\r\n\r\n" not in final:
+        final += s.recv(4096)
+    s.close()
+    assert final.startswith(b"HTTP/1.1 204")
+    assert [m.body for m in hub.events.read(device_id="cont")] == [body]

@@ -83,7 +83,15 @@ void http_session::process_input() {
   while (!busy_ && !closing_ && !finished_ && buffered() > 0) {
     auto out = parser_.feed(bytes_view(in_.data() + in_off_, buffered()));
     in_off_ += out.consumed;
-    if (out.what == kind::need_more) break;
+    if (out.what == kind::need_more) {
+      if (!continued_ && parser_.expects_continue()) {
+        continued_ = true;
+        static constexpr std::string_view cont = "HTTP/1.1 100 Continue\r\n\r\n";
+        writing_.insert(writing_.end(), cont.begin(), cont.end());
+        pump_write();
+      }
+      break;
+    }
     if (out.what == kind::error) {
       log_.log(log_level::info, "https", "bad_request", out.message,
                {{"remote", remote_}, {"status", std::to_string(out.status)}});
@@ -100,6 +108,7 @@ void http_session::process_input() {
 
 void http_session::dispatch(proto::http::request req) {
   ++requests_;
+  continued_ = false;
   busy_ = true;
   keep_alive_ = req.keep_alive;
   head_ = req.method == "HEAD";

@@ -84,7 +84,8 @@ class http_session final : public stream_pump<http_session>,
   bool busy_ = false;        // a request is being answered
   bool keep_alive_ = true;   // of the request being answered
   bool head_ = false;
-  bool http10_ = false;      // an HTTP/1.0 client keeps the connection only when told "keep-alive"
+  bool http10_ = false;
+  bool continued_ = false;   // "100 Continue" sent for the request being read      // an HTTP/1.0 client keeps the connection only when told "keep-alive"
   bool upgrading_ = false;   // 101 queued: hand the transport over once it is written
   bool closing_ = false;
 };

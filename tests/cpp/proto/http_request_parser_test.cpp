@@ -563,3 +563,33 @@ TEST(HttpRequestParser, ObsFoldAndWhitespace) {
 
 }  // namespace
 }  // namespace fleethub::proto::http
+
+namespace fleethub::proto::http {
+namespace {
+
+// "Expect: 100-continue" is reported once the header is in and the body is not; never for a request
+// without it, nor once the request is complete.
+TEST(HttpRequestParser, ExpectsContinueBetweenHeaderAndBody) {
+  request_parser p;
+  const std::string head =
+      "POST /devices/d1/messages/events HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n";
+  EXPECT_FALSE(p.expects_continue());
+  auto o = p.feed(as_bytes(std::string_view(head).substr(0, 20)));
+  EXPECT_EQ(o.what, request_parser::outcome::kind::need_more);
+  EXPECT_FALSE(p.expects_continue());  // header not complete yet
+  o = p.feed(as_bytes(std::string_view(head).substr(20)));
+  EXPECT_EQ(o.what, request_parser::outcome::kind::need_more);
+  EXPECT_TRUE(p.expects_continue());
+  o = p.feed(as_bytes("hello"));
+  ASSERT_EQ(o.what, request_parser::outcome::kind::complete);
+  EXPECT_FALSE(p.expects_continue());
+  EXPECT_EQ(p.take().body, "hello");
+
+  request_parser q;
+  o = q.feed(as_bytes("POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n"));
+  EXPECT_EQ(o.what, request_parser::outcome::kind::need_more);
+  EXPECT_FALSE(q.expects_continue());
+}
+
+}  // namespace
+}  // namespace fleethub::proto::http

@@ -327,4 +327,11 @@ bool request_parser::in_progress() const {
   return !s.buf.empty() || s.bp->got_some();
 }
 
+bool request_parser::expects_continue() const {
+  const impl& s = *p_;
+  if (s.failed || s.ready || !s.bp->is_header_done() || s.bp->is_done()) return false;
+  const std::string* e = s.req.find("Expect");
+  return e && iequals(*e, "100-continue");
+}
+
 }  // namespace fleethub::proto::http

@@ -46,6 +46,10 @@ class request_parser {
   // True while a request has been started (some bytes consumed) but is not complete: a peer that closes
   // now cut a request short (vs. an idle keep-alive connection closing between requests).
   bool in_progress() const;
+  // True while the current request's header is complete, its body is not, and it asked for
+  // "Expect: 100-continue": the driver answers "HTTP/1.1 100 Continue" once so the client sends the body
+  // (otherwise clients like curl wait a second first).
+  bool expects_continue() const;
 
  private:
   struct impl;
