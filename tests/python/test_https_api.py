@@ -314,6 +314,15 @@ def test_websocket_upgrade_refusals(hub):
     data = _read_until_closed(s)
     s.close()
     assert data.startswith(b"HTTP/1.1 400")
+    # An unsupported WebSocket version: 426 naming the one the hub speaks (RFC 6455 4.4).
+    s = _raw_tls(hub)
+    s.sendall(b"GET /$iothub/websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n"
+              b"Sec-WebSocket-Protocol: mqtt\r\n\r\n")
+    data = _read_until_closed(s)
+    s.close()
+    assert data.startswith(b"HTTP/1.1 426")
+    assert b"Sec-WebSocket-Version: 13" in data
 
 
 def test_websocket_mqtt_connect_with_raw_frames(hub):

@@ -163,7 +163,12 @@ void http_session::upgrade(const proto::http::request& req) {
   if (!req.is_websocket_upgrade())
     return refuse(400, "MQTT over WebSockets: " + opts_->websocket_path + " needs a WebSocket upgrade request");
   auto hs = proto::http::websocket_handshake(req, "mqtt");
-  if (!hs) return refuse(400, hs.err().message);
+  if (!hs) {
+    // RFC 6455 §4.4: an unsupported version is answered 426 with the version the server speaks.
+    const std::string* v = req.find("Sec-WebSocket-Version");
+    if (v && *v != "13") return refuse(426, hs.err().message, {{"Sec-WebSocket-Version", "13"}});
+    return refuse(400, hs.err().message);
+  }
   upgrading_ = true;
   auto wire = proto::http::serialize(*hs, true);
   writing_.insert(writing_.end(), wire.begin(), wire.end());
@@ -187,9 +192,11 @@ void http_session::respond(proto::http::response r) {
   if (!busy_) pump_read();  // reading may have paused for backpressure
 }
 
-void http_session::refuse(int status, const std::string& message) {
+void http_session::refuse(int status, const std::string& message, std::vector<proto::http::header> extra) {
   busy_ = false;
-  auto wire = proto::http::serialize(error_response(status, message), false);
+  auto r = error_response(status, message);
+  for (auto& h : extra) r.set(std::move(h.name), std::move(h.value));
+  auto wire = proto::http::serialize(r, false);
   writing_.insert(writing_.end(), wire.begin(), wire.end());
   close("refused with " + std::to_string(status) + ": " + message);
 }

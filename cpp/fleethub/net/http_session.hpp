@@ -62,7 +62,7 @@ class http_session final : public stream_pump<http_session>,
   // An answer computed on another thread (a worker, a commit, a method answer) goes back to the session's
   // io thread through its commit queue; the queued closure keeps the session alive until it runs there.
   static void answer_later(const std::shared_ptr<http_session>& self, proto::http::response r);
-  void refuse(int status, const std::string& message);  // answer, then close
+  void refuse(int status, const std::string& message, std::vector<proto::http::header> extra = {});  // answer, close
   void hand_over();
   void close(std::string reason);
   void finish();
