@@ -307,3 +307,19 @@ def test_twin_show_and_update(tmp_path):
     assert r.returncode == 2 and "etag" in r.stderr
     r = fh("twin", "show", "nope", "--data-dir", data, check=False)
     assert r.returncode == 2 and "not registered" in r.stderr
+
+
+def test_query_command(tmp_path):
+    """`fleethub query` runs the IoT Hub query language over a data dir; syntax errors exit 2 with the position."""
+    data = str(tmp_path / "d")
+    for dev, site in (("q1", "lab"), ("q2", "lab"), ("q3", "plant")):
+        fh("device", "create", dev, "--data-dir", data)
+        fh("twin", "update", dev, "--data-dir", data, "--tags", json.dumps({"site": site}))
+    r = fh("query", "SELECT deviceId FROM devices WHERE tags.site = 'lab'", "--data-dir", data)
+    assert sorted(x["deviceId"] for x in json.loads(r.stdout)) == ["q1", "q2"]
+    r = fh("query", "SELECT tags.site AS site, COUNT() AS n FROM devices GROUP BY tags.site", "--data-dir", data,
+           "--format", "table")
+    rows = sorted(json.loads(line)["site"] + "=" + str(json.loads(line)["n"]) for line in r.stdout.splitlines())
+    assert rows == ["lab=2", "plant=1"]
+    r = fh("query", "SELECT * FROM devices WHERE", "--data-dir", data, check=False)
+    assert r.returncode == 2 and "position" in r.stderr
