@@ -244,7 +244,7 @@ def test_purge_and_feedback_through_the_sdk(sdk_hub, svc):
     assert rt.receive_feedback_notification() is None
 
 
-def test_device_sdk_over_websockets(sdk_hub, svc):
+def test_device_sdk_over_websockets(sdk_hub, svc, fleethub_records):
     """websockets=True: MQTT inside WebSocket frames on 443 (/$iothub/websocket). Telemetry lands in the
     event log and a direct method invoked through the REST API is answered."""
     dev = sdk_hub.devices.create(_id("ws"))
@@ -278,6 +278,17 @@ def test_device_sdk_over_websockets(sdk_hub, svc):
         assert r.status == 200 and r.payload == {"ws": True}
         assert calls.get(timeout=5) == "ping"
         assert sdk_hub.devices.get(dev.device_id).connection_state == "Connected"
+        # It really came in over the WebSocket listener.
+        (rec,) = fleethub_records.wait_for("connected", client_id=dev.device_id)
+        assert rec.fleethub_fields["transport"] == "mqtt-ws"
+        # Twins and C2D work the same inside WebSocket frames.
+        client.patch_twin_reported_properties({"via": "ws"})
+        assert client.get_twin()["reported"]["via"] == "ws"
+        got: "queue.Queue[Message]" = queue.Queue()
+        client.on_message_received = got.put
+        sdk_hub.c2d.send(dev.device_id, b"to-ws", properties={"k": "v"})
+        m = got.get(timeout=10)
+        assert m.data == b"to-ws" and m.custom_properties.get("k") == "v"
     finally:
         client.shutdown()
     found = list(sdk_hub.events.read(device_id=dev.device_id))
