@@ -10,6 +10,9 @@
 
 namespace fleethub {
 
+// ASCII case-insensitive equality (header names, URL segments, SAS fields, query names); locale-free.
+bool iequals(std::string_view a, std::string_view b);
+
 std::string base64_encode(bytes_view data);
 // Standard alphabet, padding optional; nullopt on any invalid character.
 std::optional<bytes> base64_decode(std::string_view text);

@@ -13,10 +13,6 @@ namespace {
 
 using proto::http::iequals;
 
-std::int64_t now_unix_s() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 proto::http::response not_found_route(const proto::http::request& req) {
   std::string path = req.target.substr(0, req.target.find('?'));
@@ -304,7 +300,7 @@ bool http_api::authorize_service(call& c, std::uint32_t rights, std::string_view
     c.respond(unauthorized_response("the SAS token's resource '" + token->resource + "' does not cover " + path));
     return false;
   }
-  if (auto v = verify_sas_token(*token, {policy->primary_key, policy->secondary_key}, now_unix_s()); !v) {
+  if (auto v = verify_sas_token(*token, {policy->primary_key, policy->secondary_key}, unix_now_s()); !v) {
     c.respond(unauthorized_response(v.err().message));
     return false;
   }
@@ -371,7 +367,7 @@ std::optional<http_api::device_caller> http_api::authorize_device(call& c, const
     keys = {policy->primary_key, policy->secondary_key};
     caller.auth = connection_auth::sas_token;
   }
-  if (auto v = verify_sas_token(*token, keys, now_unix_s()); !v) {
+  if (auto v = verify_sas_token(*token, keys, unix_now_s()); !v) {
     c.respond(unauthorized_response(v.err().message));
     return std::nullopt;
   }

@@ -2,11 +2,11 @@
 
 #include <algorithm>
 #include <optional>
-#include <cctype>
 #include <limits>
 #include <utility>
 #include <vector>
 
+#include "fleethub/core/encoding.hpp"
 #include "fleethub/hub/engine.hpp"
 #include "fleethub/hub/registry.hpp"
 #include "fleethub/hub/rest_views.hpp"
@@ -103,12 +103,6 @@ class twin_scan {
   twin_document twin_;
 };
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
-  return true;
-}
 
 // Resolves WHERE paths against one scanned identity without building its service twin when it can: tags and
 // user properties are read from the twin document itself, deviceId/moduleId from the record. Anything else
@@ -156,10 +150,6 @@ class twin_resolver final : public query::resolver {
   mutable std::optional<json::value> full_, device_id_, module_id_;
 };
 
-std::int64_t now_unix_s() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 }  // namespace
 
@@ -169,7 +159,7 @@ query_runner::query_runner(engine& eng, registry& reg, std::chrono::seconds cont
 result<query_page> query_runner::run(std::string_view text, std::string_view continuation, std::size_t max_items) {
   auto q = query::compile_query(text);
   if (!q) return q.err();
-  const auto now_s = now_unix_s();
+  const auto now_s = unix_now_s();
   const auto hash = query_hash(text);
   query_cursor cur;
   if (!continuation.empty()) {

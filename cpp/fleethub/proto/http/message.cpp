@@ -9,8 +9,6 @@
 namespace fleethub::proto::http {
 namespace {
 
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
 const std::string* find_in(const std::vector<header>& hs, std::string_view name) {
   for (const auto& h : hs)
     if (iequals(h.name, name)) return &h.value;
@@ -43,12 +41,6 @@ void append_clean(std::string& out, std::string_view s) {
 
 }  // namespace
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (lower(a[i]) != lower(b[i])) return false;
-  return true;
-}
 
 const std::string* request::find(std::string_view name) const { return find_in(headers, name); }
 

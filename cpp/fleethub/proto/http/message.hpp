@@ -5,6 +5,8 @@
 #include <string_view>
 #include <vector>
 
+#include "fleethub/core/encoding.hpp"
+
 namespace fleethub::proto::http {
 
 struct header {
@@ -43,6 +45,6 @@ const char* reason_phrase(int status);
 // "Connection: close" header when !keep_alive, then the body (not for HEAD requests or 204/304).
 std::string serialize(const response& r, bool keep_alive, bool head_request = false);
 
-bool iequals(std::string_view a, std::string_view b);
+using fleethub::iequals;  // ASCII case-insensitive (core/encoding.hpp)
 
 }  // namespace fleethub::proto::http
