@@ -40,10 +40,6 @@ std::string header_safe(std::string v) {
   return v;
 }
 
-std::string strip_quotes(std::string s) {
-  if (s.size() >= 2 && s.front() == '"' && s.back() == '"') s = s.substr(1, s.size() - 2);
-  return s;
-}
 
 }  // namespace
 
@@ -182,7 +178,7 @@ void http_api::receive_c2d(call& c, const device_caller& who) {
 }
 
 void http_api::settle_c2d(call& c, const device_caller& who, const std::string& lock_token, settle how) {
-  auto token = strip_quotes(lock_token);
+  auto token = unquote_etag(lock_token);
   auto& q = eng_.c2d();
   const auto& id = who.record.device_id;
   auto r = how == settle::complete ? q.complete(id, token) : how == settle::reject ? q.reject(id, token) : q.abandon(id, token);

@@ -14,15 +14,8 @@ namespace {
 constexpr std::uint8_t device_record_version = 1;
 constexpr std::uint8_t policy_record_version = 1;
 
-std::string strip_quotes(std::string_view s) {
-  while (!s.empty() && (s.front() == '"' || s.front() == ' ')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == '"' || s.back() == ' ')) s.remove_suffix(1);
-  if (s.size() >= 2 && s[0] == 'W' && s[1] == '/') return strip_quotes(s.substr(2));
-  return std::string(s);
-}
-
 result<void> check_etag(const device_record& cur, std::string_view if_match) {
-  auto want = strip_quotes(if_match);
+  auto want = unquote_etag(if_match);
   if (want.empty() || want == "*" || want == cur.etag) return {};
   return make_error(errc::precondition_failed, "etag mismatch: the identity was changed since etag '" + want +
                                                    "' was read (current etag '" + cur.etag + "'); read it again");
@@ -124,6 +117,13 @@ std::string module_key(std::string_view device_id, std::string_view module_id) {
   k.push_back('\0');
   k.append(module_id);
   return k;
+}
+
+std::string unquote_etag(std::string_view s) {
+  while (!s.empty() && (s.front() == '"' || s.front() == ' ')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == '"' || s.back() == ' ')) s.remove_suffix(1);
+  if (s.size() >= 2 && s[0] == 'W' && s[1] == '/') return unquote_etag(s.substr(2));
+  return std::string(s);
 }
 
 bytes encode_device_record(const device_record& d) {

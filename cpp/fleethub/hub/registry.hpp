@@ -132,6 +132,9 @@ class registry {
   std::function<void(const registry_change&)> batch_failed_;
 };
 
+// An etag or lock token as clients send it in If-Match/ETag headers (`"MQ=="`, `W/"MQ=="`, `"*"`), bare.
+std::string unquote_etag(std::string_view s);
+
 bytes encode_device_record(const device_record& r);
 result<device_record> decode_device_record(bytes_view b);
 std::string module_key(std::string_view device_id, std::string_view module_id);

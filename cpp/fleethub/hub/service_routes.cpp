@@ -22,20 +22,10 @@ std::string header_value(const proto::http::request& req, std::string_view name)
   return v ? *v : std::string();
 }
 
-std::string strip_quotes(std::string s) {
-  if (s.size() >= 2 && s.front() == '"' && s.back() == '"') s = s.substr(1, s.size() - 2);
-  return s;
-}
-
-// If-Match as the SDK sends it ("\"<etag>\"", "\"*\"", maybe weak W/"..."): the bare etag or "*". The twin
-// manager only recognizes an unquoted "*" as the wildcard, so the quotes come off here.
+// If-Match as the SDK sends it ("\"<etag>\"", "\"*\"", maybe weak W/"..."): the bare etag or "*".
 std::string if_match_of(const proto::http::request& req) {
-  std::string_view v;
-  if (const auto* h = req.find("If-Match")) v = *h;
-  while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
-  while (!v.empty() && v.back() == ' ') v.remove_suffix(1);
-  if (v.size() >= 2 && v[0] == 'W' && v[1] == '/') v.remove_prefix(2);
-  return strip_quotes(std::string(v));
+  const auto* h = req.find("If-Match");
+  return h ? unquote_etag(*h) : std::string();
 }
 
 // The JSON body, or a 400 answer (and nullopt).
@@ -253,7 +243,7 @@ void http_api::receive_feedback(call& c) {
 }
 
 void http_api::settle_feedback(call& c, const std::string& lock_token, bool abandon) {
-  auto token = strip_quotes(lock_token);
+  auto token = unquote_etag(lock_token);
   auto r = abandon ? eng_.c2d().abandon_feedback(token) : eng_.c2d().complete_feedback(token);
   if (!r) return c.respond(error_for(reg_, r.err(), {}, {}, error_scope::c2d));
   c.respond(empty_response(204));

@@ -92,15 +92,6 @@ void twin_manager::submit_locked(const std::string& key, twin_document doc, std:
   });
 }
 
-namespace {
-
-std::string strip_quotes(std::string_view s) {
-  if (s.size() >= 2 && s.front() == '"' && s.back() == '"') s = s.substr(1, s.size() - 2);
-  return std::string(s);
-}
-
-}  // namespace
-
 void twin_manager::update(std::string_view device_id, std::string_view module_id, twin_update u, done_fn done) {
   auto key = key_of(device_id, module_id);
   std::unique_lock lk(mu_);
@@ -112,7 +103,7 @@ void twin_manager::update(std::string_view device_id, std::string_view module_id
   }
   twin_document doc = std::move(*cur);
   // The SDKs send If-Match: "*" (quoted) when the caller gave no etag; compare without quotes.
-  if (auto want = strip_quotes(u.if_match); !want.empty() && want != "*") {
+  if (auto want = unquote_etag(u.if_match); !want.empty() && want != "*") {
     if (want != twin_etag(doc)) {
       lk.unlock();
       done(make_error(errc::precondition_failed, "the twin's etag is " + twin_etag(doc) + ", not " + want +
