@@ -242,14 +242,7 @@ void http_session::finish() {
 }
 
 void http_session::on_tick(steady_time now) {
-  if (finished_) return;
-  if (closing_) {
-    if (now >= close_by_) {
-      if (close_reason_.empty()) close_reason_ = "close timed out";
-      finish();
-    }
-    return;
-  }
+  if (closing_tick(now)) return;
   if (busy_ || upgrading_ || handshaking_) {
     // A TLS handshake that never completes is bounded like a slow request.
     if (handshaking_ && now - last_activity_ > opts_->request_timeout) {

@@ -79,7 +79,6 @@ class http_session final : public stream_pump<http_session>,
   bytes in_;                 // read and not yet parsed (pipelined requests wait here while one is answered)
   std::size_t in_off_ = 0;
   steady_time last_activity_;
-  steady_time close_by_{};
   std::uint64_t requests_ = 0;
   bool busy_ = false;        // a request is being answered
   bool keep_alive_ = true;   // of the request being answered
@@ -87,7 +86,6 @@ class http_session final : public stream_pump<http_session>,
   bool http10_ = false;
   bool continued_ = false;   // "100 Continue" sent for the request being read      // an HTTP/1.0 client keeps the connection only when told "keep-alive"
   bool upgrading_ = false;   // 101 queued: hand the transport over once it is written
-  bool closing_ = false;
 };
 
 }  // namespace fleethub::net

@@ -357,15 +357,7 @@ void mqtt_session::deliver(hub::outbound_message m) {
 }
 
 void mqtt_session::on_tick(steady_time now) {
-  if (finished_) return;
-  if (closing_) {
-    // A peer that stopped reading cannot hold a closing connection open forever.
-    if (now >= close_by_) {
-      if (close_reason_.empty()) close_reason_ = "close timed out";
-      finish();
-    }
-    return;
-  }
+  if (closing_tick(now)) return;
   if (identity_ && identity_->token_expiry_s > 0 &&
       std::chrono::system_clock::now() >= wall_time(std::chrono::seconds(identity_->token_expiry_s))) {
     log_.log(log_level::info, "mqtt", "token_expired", "SAS token expired; closing the connection",

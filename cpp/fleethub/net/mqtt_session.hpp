@@ -83,9 +83,7 @@ class mqtt_session final : public hub::connection_link,
   std::unique_ptr<proto::http::ws_decoder> ws_;  // MQTT over WebSockets: unwraps the client's frames
   bytes ws_control_;  // WebSocket control frames (pong, close) waiting to be written
   bool ws_close_sent_ = false;
-  steady_time close_by_{};  // a closing connection whose peer stopped reading is dropped after this
   int inflight_batches_ = 0;  // telemetry batches submitted and not yet committed
-  bool closing_ = false;
   bool attached_ = false;
   bool graceful_ = false;
 };

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "fleethub/core/bytes.hpp"
+#include "fleethub/core/clock.hpp"
 #include "fleethub/core/log.hpp"
 #include "fleethub/net/transport.hpp"
 
@@ -154,6 +155,18 @@ class stream_pump {
     return true;
   }
 
+  // For on_tick: a closing connection whose peer stopped reading cannot hold it open forever. True when
+  // the connection is closing (or finished) and the tick needs nothing else.
+  bool closing_tick(steady_time now) {
+    if (finished_) return true;
+    if (!closing_) return false;
+    if (now >= close_by_) {
+      if (close_reason_.empty()) close_reason_ = "close timed out";
+      self().finish();
+    }
+    return true;
+  }
+
   // Starts a freshly accepted connection: the TLS handshake, or straight to reading.
   void start_io() {
     boost::system::error_code ec;
@@ -171,6 +184,8 @@ class stream_pump {
   bytes writing_;              // being written; empty (no capacity) while idle
   std::size_t write_off_ = 0;
   std::string close_reason_;
+  steady_time close_by_{};     // a closing connection is dropped after this
+  bool closing_ = false;
   bool handshaking_ = false;
   bool read_waiting_ = false;
   bool write_waiting_ = false;
